@@ -1,0 +1,3 @@
+//! Examples of embedding the `lb` library; see `examples/` in this crate:
+//! - `allocate`: load MetalLB YAML, validate it and allocate addresses with `lbcore`.
+//! - `log_announcer`: a user's own [`lbcore::Announcer`] that only logs what it is told.

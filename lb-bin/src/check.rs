@@ -1,0 +1,169 @@
+//! `lb check`: load and validate configuration files, allocate addresses to the
+//! LoadBalancer Services in them, and print pools and services as a table or as JSON.
+//!
+//! The JSON shape is stable (extra fields may be added):
+//! `{"pools":[{"name","size","assigned"}],"services":[{"namespace","name","ips","pool","error"}],"warnings":[..]}`.
+//! A pool's `size` is a JSON number even past `u64` (an IPv6 /48 has 2^80 addresses).
+//! Exit status: 0 when the configuration is valid, even if some service got no address (its
+//! `error` says why); 1 with every problem on stderr when it is not.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+use lbcore::config::{self, Diagnostic};
+use lbcore::ipam::batch;
+use lbcore::service;
+use serde::Serialize;
+
+use crate::{Error, Result};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Tables for people.
+    Text,
+    /// One JSON object for programs.
+    Json,
+}
+
+/// Arguments of `lb check`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "text")]
+    pub output: Format,
+    /// Treat every warning as an error.
+    #[arg(long)]
+    pub strict: bool,
+    /// Serve only services of this spec.loadBalancerClass (default: services without one).
+    #[arg(long, env = "LB_LB_CLASS")]
+    pub lb_class: Option<String>,
+    /// Files or directories (their *.yaml, *.yml and *.json files) to read.
+    #[arg(required = true, value_name = "FILE|DIR")]
+    pub paths: Vec<PathBuf>,
+}
+
+/// One pool row.
+#[derive(Debug, Serialize)]
+pub struct PoolRow {
+    /// Pool name.
+    pub name: String,
+    /// Usable addresses.
+    pub size: u128,
+    /// Addresses assigned.
+    pub assigned: u128,
+}
+
+/// One service row.
+#[derive(Debug, Serialize)]
+pub struct ServiceRow {
+    /// Namespace (`default` when the file gives none).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Assigned addresses.
+    pub ips: Vec<String>,
+    /// The pool of the addresses; two names joined by `,` for a dual-stack service served
+    /// from two pools; null when none.
+    pub pool: Option<String>,
+    /// Every pool, one per address.
+    pub pools: Vec<String>,
+    /// Why the service has no address, or null.
+    pub error: Option<String>,
+}
+
+/// The result of `lb check`.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Pools in name order.
+    pub pools: Vec<PoolRow>,
+    /// LoadBalancer services in allocation order.
+    pub services: Vec<ServiceRow>,
+    /// Warnings (also printed on stderr).
+    pub warnings: Vec<String>,
+}
+
+/// Loads, validates and allocates. Warnings are printed on stderr as they are returned.
+pub fn run(args: &Args) -> Result<Report> {
+    let res = config::load_paths(&args.paths);
+    let validated = config::validate(&res).map_err(Error::Config)?;
+    let warnings: Vec<Diagnostic> = validated.warnings;
+    if args.strict && !warnings.is_empty() {
+        return Err(Error::Config(warnings));
+    }
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let services = service::load_balancer_services(&res).map_err(Error::Config)?;
+    let (alloc, outcomes) = batch::assign_all(&validated.config.pools, &services, args.lb_class.as_deref());
+    let pools =
+        alloc.stats().into_iter().map(|s| PoolRow { name: s.name, size: s.size, assigned: s.assigned }).collect();
+    let services = services
+        .iter()
+        .zip(outcomes)
+        .map(|(s, o)| {
+            let mut distinct: Vec<String> = Vec::new();
+            for p in &o.pools {
+                if !distinct.contains(p) {
+                    distinct.push(p.clone());
+                }
+            }
+            if let Some(note) = &o.note {
+                eprintln!("note: {}: {note}", s.key);
+            }
+            ServiceRow {
+                namespace: s.key.namespace.clone(),
+                name: s.key.name.clone(),
+                ips: o.ips.iter().map(|ip| ip.to_string()).collect(),
+                pool: (!distinct.is_empty()).then(|| distinct.join(",")),
+                pools: o.pools,
+                error: o.error,
+            }
+        })
+        .collect();
+    Ok(Report { pools, services, warnings: warnings.iter().map(|w| w.to_string()).collect() })
+}
+
+impl Report {
+    /// Writes the report as text tables or JSON.
+    pub fn write(&self, out: &mut impl Write, json: bool) -> Result<()> {
+        if json {
+            serde_json::to_writer_pretty(&mut *out, self).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+            return Ok(());
+        }
+        let pools: Vec<[String; 3]> =
+            self.pools.iter().map(|p| [p.name.clone(), p.size.to_string(), p.assigned.to_string()]).collect();
+        table(out, ["POOL", "SIZE", "ASSIGNED"], &pools)?;
+        writeln!(out)?;
+        let services: Vec<[String; 3]> = self
+            .services
+            .iter()
+            .map(|s| {
+                let ips = if s.ips.is_empty() { "-".to_string() } else { s.ips.join(",") };
+                let pool = match (&s.pool, &s.error) {
+                    (_, Some(e)) => format!("error: {e}"),
+                    (Some(p), None) => p.clone(),
+                    (None, None) => "-".into(),
+                };
+                [format!("{}/{}", s.namespace, s.name), ips, pool]
+            })
+            .collect();
+        table(out, ["SERVICE", "IPS", "POOL"], &services)
+    }
+}
+
+fn table(out: &mut impl Write, header: [&str; 3], rows: &[[String; 3]]) -> Result<()> {
+    let mut w = header.map(str::len);
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    writeln!(out, "{:<a$}  {:<b$}  {}", header[0], header[1], header[2], a = w[0], b = w[1])?;
+    for r in rows {
+        writeln!(out, "{:<a$}  {:<b$}  {}", r[0], r[1], r[2], a = w[0], b = w[1])?;
+    }
+    Ok(())
+}

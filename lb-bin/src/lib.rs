@@ -1,0 +1,41 @@
+//! The `lb` binary's library: its subcommands, its error type and its logging set-up.
+//!
+//! `main.rs` stays small: it parses the command line and calls into here. Every function
+//! returns its errors to `main`, which alone decides exit codes.
+
+pub mod check;
+pub mod telemetry;
+
+use lbcore::config::Diagnostic;
+
+/// Errors the `lb` subcommands return.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid; every problem found is listed.
+    #[error("invalid configuration ({} problem(s))", .0.len())]
+    Config(Vec<Diagnostic>),
+    /// Writing output failed.
+    #[error("cannot write output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// One message per line, for stderr.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            Error::Config(d) => d.iter().map(|d| d.to_string()).collect(),
+            other => vec![other.to_string()],
+        }
+    }
+
+    /// A stable, low-cardinality label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "config",
+            Error::Io(_) => "io",
+        }
+    }
+}
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

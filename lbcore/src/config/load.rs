@@ -1,0 +1,356 @@
+//! Reading YAML files of Kubernetes objects into [`Resources`].
+//!
+//! A file holds any number of YAML documents (`---`); each is one object, or a `kind: List`
+//! (as `kubectl get -o yaml` prints) whose items are objects. The `metallb.io` kinds, `v1
+//! Service` and `v1 Namespace` are kept; other kinds are skipped with a debug log.
+//!
+//! Invariants: loading never panics and never stops at the first bad document: problems are
+//! collected in [`Resources::errors`] / [`Resources::warnings`] with their source. Unknown
+//! fields in a `metallb.io` spec are warnings, as `kubectl` reports them with a strict
+//! decoder; a field of the wrong type is an error naming its JSON path.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::raw::{self, Object};
+use super::Diagnostic;
+
+/// Where a document came from: a file (or other named input) and its 1-based position.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Source {
+    /// File name as given by the user.
+    pub file: String,
+    /// 1-based document number in the file (items of a List count as their own documents
+    /// only through `item`).
+    pub doc: usize,
+    /// 1-based item number inside a `kind: List`, if the object came from one.
+    pub item: Option<usize>,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (document {}", self.file, self.doc)?;
+        if let Some(i) = self.item {
+            write!(f, ", item {i}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// An object with the place it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded<T> {
+    /// Where it was read.
+    pub source: Source,
+    /// The object.
+    pub object: T,
+}
+
+/// Everything read from a set of files, by kind, in file order, not yet validated.
+#[derive(Debug, Clone, Default)]
+pub struct Resources {
+    /// `IPAddressPool` objects.
+    pub pools: Vec<Loaded<Object<raw::IpAddressPoolSpec>>>,
+    /// `L2Advertisement` objects.
+    pub l2_advertisements: Vec<Loaded<Object<raw::L2AdvertisementSpec>>>,
+    /// `BGPAdvertisement` objects.
+    pub bgp_advertisements: Vec<Loaded<Object<raw::BgpAdvertisementSpec>>>,
+    /// `BGPPeer` objects.
+    pub peers: Vec<Loaded<Object<raw::BgpPeerSpec>>>,
+    /// `Community` objects.
+    pub communities: Vec<Loaded<Object<raw::CommunitySpec>>>,
+    /// `BFDProfile` objects.
+    pub bfd_profiles: Vec<Loaded<Object<raw::BfdProfileSpec>>>,
+    /// `v1 Service` objects (of every type; callers pick LoadBalancers).
+    pub services: Vec<Loaded<raw::Service>>,
+    /// `v1 Namespace` objects (their labels feed namespace selectors).
+    pub namespaces: Vec<Loaded<raw::Namespace>>,
+    /// Documents that could not be read at all.
+    pub errors: Vec<Diagnostic>,
+    /// Problems that do not stop the configuration from being used.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// The `metallb.io` kinds `lb` reads.
+pub const METALLB_KINDS: [&str; 6] =
+    ["IPAddressPool", "L2Advertisement", "BGPAdvertisement", "BGPPeer", "Community", "BFDProfile"];
+
+/// Reads every file named, expanding directories to their `*.yaml`, `*.yml` and `*.json`
+/// files in name order (not recursively).
+pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Resources {
+    let mut res = Resources::default();
+    for p in paths {
+        res.load_path(p.as_ref());
+    }
+    res
+}
+
+impl Resources {
+    /// Reads a file or a directory of files.
+    pub fn load_path(&mut self, path: &Path) {
+        let source = Source { file: path.display().to_string(), doc: 0, item: None };
+        if path.is_dir() {
+            let mut files: Vec<PathBuf> = match std::fs::read_dir(path) {
+                Ok(rd) => rd
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.is_file()
+                            && p.extension()
+                                .and_then(|e| e.to_str())
+                                .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+                    })
+                    .collect(),
+                Err(e) => {
+                    self.errors.push(Diagnostic::file(source, format!("cannot read directory: {e}")));
+                    return;
+                }
+            };
+            files.sort();
+            if files.is_empty() {
+                self.warnings.push(Diagnostic::file(source, "directory holds no .yaml, .yml or .json file"));
+            }
+            for f in files {
+                self.load_path(&f);
+            }
+            return;
+        }
+        match std::fs::read_to_string(path) {
+            Ok(text) => self.load_str(&source.file, &text),
+            Err(e) => self.errors.push(Diagnostic::file(source, format!("cannot read file: {e}"))),
+        }
+    }
+
+    /// Reads the YAML documents in `text`, naming them after `file` in diagnostics.
+    pub fn load_str(&mut self, file: &str, text: &str) {
+        let docs: Vec<Value> = match serde_saphyr::from_multiple(text) {
+            Ok(d) => d,
+            Err(e) => {
+                let src = Source { file: file.to_string(), doc: 1, item: None };
+                self.errors.push(Diagnostic::file(src, format!("invalid YAML: {e}")));
+                return;
+            }
+        };
+        for (i, doc) in docs.into_iter().enumerate() {
+            let source = Source { file: file.to_string(), doc: i + 1, item: None };
+            self.load_value(source, doc, true);
+        }
+    }
+
+    fn load_value(&mut self, source: Source, value: Value, top: bool) {
+        let map = match &value {
+            Value::Null => return,
+            Value::Object(m) => m,
+            other => {
+                let what = match other {
+                    Value::Array(_) => "a list",
+                    Value::String(_) => "a string",
+                    _ => "a scalar",
+                };
+                self.errors.push(Diagnostic::file(
+                    source,
+                    format!("a document must be a Kubernetes object (a mapping), not {what}"),
+                ));
+                return;
+            }
+        };
+        let kind = map.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+        let api = map.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name =
+            map.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or_default().to_string();
+        if top && kind.ends_with("List") {
+            if let Some(Value::Array(items)) = map.get("items") {
+                for (j, item) in items.clone().into_iter().enumerate() {
+                    let src = Source { item: Some(j + 1), ..source.clone() };
+                    self.load_value(src, item, false);
+                }
+                return;
+            }
+        }
+        let (group, version) = api.rsplit_once('/').unwrap_or(("", api.as_str()));
+        let diag = |field: &str, value: &str, message: String| Diagnostic {
+            source: Some(source.clone()),
+            kind: kind.clone(),
+            name: name.clone(),
+            field: field.to_string(),
+            value: value.to_string(),
+            message,
+        };
+        if kind.is_empty() || api.is_empty() {
+            self.errors.push(diag("", "", "a document must have apiVersion and kind".into()));
+            return;
+        }
+        match (group, kind.as_str()) {
+            ("metallb.io", k) if METALLB_KINDS.contains(&k) => {
+                let expected = if k == "BGPPeer" { "v1beta2" } else { "v1beta1" };
+                if version != expected {
+                    if k == "BGPPeer" && version == "v1beta1" {
+                        self.warnings.push(diag(
+                            "apiVersion",
+                            &api,
+                            "metallb.io/v1beta1 BGPPeer is deprecated; read as metallb.io/v1beta2 (same fields)".into(),
+                        ));
+                    } else {
+                        self.errors.push(diag(
+                            "apiVersion",
+                            &api,
+                            format!("{k} is served as metallb.io/{expected}"),
+                        ));
+                        return;
+                    }
+                }
+                if name.is_empty() {
+                    self.errors.push(diag("metadata.name", "", "required".into()));
+                    return;
+                }
+                self.load_metallb(source.clone(), k, value, &diag);
+            }
+            ("metallb.io", "AddressPool") => self.errors.push(diag(
+                "kind",
+                "AddressPool",
+                "AddressPool was removed in MetalLB 0.13.x; write an IPAddressPool and an L2Advertisement or BGPAdvertisement".into(),
+            )),
+            ("metallb.io", other) => {
+                self.warnings.push(diag("kind", other, "not a metallb.io kind lb reads; skipped".into()))
+            }
+            ("", "Service") => match typed::<raw::Service>(value) {
+                Ok((svc, _)) => self.services.push(Loaded { source, object: svc }),
+                Err((path, msg)) => self.errors.push(diag(&path, "", msg)),
+            },
+            ("", "Namespace") => match typed::<raw::Namespace>(value) {
+                Ok((ns, _)) => self.namespaces.push(Loaded { source, object: ns }),
+                Err((path, msg)) => self.errors.push(diag(&path, "", msg)),
+            },
+            ("", "ConfigMap") if map.get("data").and_then(|d| d.get("config")).is_some() && name == "config" => {
+                self.warnings.push(diag(
+                    "data.config",
+                    "",
+                    "this looks like MetalLB's legacy ConfigMap configuration, which lb does not read; convert it to metallb.io resources (MetalLB's configmaptocrs tool does)".into(),
+                ))
+            }
+            _ => tracing::debug!(%source, %api, %kind, "skipping a kind lb does not read"),
+        }
+    }
+
+    fn load_metallb(
+        &mut self,
+        source: Source,
+        kind: &str,
+        value: Value,
+        diag: &dyn Fn(&str, &str, String) -> Diagnostic,
+    ) {
+        macro_rules! read {
+            ($field:ident, $spec:ty) => {
+                match typed::<Object<$spec>>(value) {
+                    Ok((obj, unknown)) => {
+                        self.warn_unknown(&unknown, diag);
+                        self.$field.push(Loaded { source, object: obj });
+                    }
+                    Err((path, msg)) => self.errors.push(diag(&path, "", msg)),
+                }
+            };
+        }
+        match kind {
+            "IPAddressPool" => read!(pools, raw::IpAddressPoolSpec),
+            "L2Advertisement" => read!(l2_advertisements, raw::L2AdvertisementSpec),
+            "BGPAdvertisement" => read!(bgp_advertisements, raw::BgpAdvertisementSpec),
+            "BGPPeer" => read!(peers, raw::BgpPeerSpec),
+            "Community" => read!(communities, raw::CommunitySpec),
+            "BFDProfile" => read!(bfd_profiles, raw::BfdProfileSpec),
+            _ => {}
+        }
+    }
+
+    fn warn_unknown(&mut self, unknown: &[String], diag: &dyn Fn(&str, &str, String) -> Diagnostic) {
+        for path in unknown {
+            let top = path.split(['.', '[']).next().unwrap_or_default();
+            if matches!(top, "apiVersion" | "kind" | "metadata" | "status") {
+                continue;
+            }
+            self.warnings.push(diag(path, "", "unknown field (ignored, as MetalLB would; check its spelling)".into()));
+        }
+    }
+}
+
+/// Deserializes `value` into `T`, returning the paths of fields `T` does not have, or the
+/// JSON path and message of the first type error.
+fn typed<T: DeserializeOwned>(value: Value) -> Result<(T, Vec<String>), (String, String)> {
+    let mut unknown = Vec::new();
+    let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let de = serde_ignored::Deserializer::new(value, &mut record);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Ok((v, unknown)),
+        Err(e) => {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            Err((path, e.into_inner().to_string()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Resources {
+        let mut r = Resources::default();
+        r.load_str("test.yaml", text);
+        r
+    }
+
+    #[test]
+    fn reads_kinds_and_skips_others() {
+        let r = load(
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec: {addresses: [10.0.0.0/24]}\n---\n\
+             apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {type: LoadBalancer, clusterIP: 1.2.3.4}\n---\n",
+        );
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        assert_eq!(r.pools.len(), 1);
+        assert_eq!(r.pools[0].object.spec.addresses, ["10.0.0.0/24"]);
+        assert_eq!(r.services.len(), 1);
+        assert_eq!(r.services[0].source.doc, 3);
+    }
+
+    #[test]
+    fn unknown_spec_fields_are_warnings_with_their_path() {
+        let r = load("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a, uid: x}\nspec: {addresses: [10.0.0.0/24], autoassign: false}\n");
+        assert!(r.errors.is_empty());
+        assert_eq!(r.warnings.len(), 1);
+        assert_eq!(r.warnings[0].field, "spec.autoassign");
+        assert_eq!(r.pools.len(), 1);
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let r = load("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec: {addresses: 10.0.0.0/24}\n");
+        assert_eq!(r.errors.len(), 1);
+        let msg = r.errors[0].to_string();
+        assert!(msg.contains("IPAddressPool \"a\"") && msg.contains("spec.addresses"), "{msg}");
+    }
+
+    #[test]
+    fn lists_and_syntax_errors() {
+        let r = load("apiVersion: v1\nkind: List\nitems:\n- apiVersion: metallb.io/v1beta1\n  kind: L2Advertisement\n  metadata: {name: l2}\n");
+        assert_eq!(r.l2_advertisements.len(), 1);
+        assert_eq!(r.l2_advertisements[0].source.item, Some(1));
+        let r = load("kind: [unclosed\n");
+        assert_eq!(r.errors.len(), 1);
+        assert!(r.errors[0].message.starts_with("invalid YAML"));
+        let r = load("- just\n- a list\n");
+        assert_eq!(r.errors.len(), 1);
+    }
+
+    #[test]
+    fn removed_and_legacy_formats_are_explained() {
+        let r = load(
+            "apiVersion: metallb.io/v1beta1\nkind: AddressPool\nmetadata: {name: old}\nspec: {protocol: layer2}\n",
+        );
+        assert!(r.errors[0].message.contains("IPAddressPool"));
+        let r = load("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config, namespace: metallb-system}\ndata: {config: 'address-pools: []'}\n");
+        assert!(r.warnings[0].message.contains("legacy ConfigMap"));
+    }
+}

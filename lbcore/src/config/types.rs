@@ -1,0 +1,232 @@
+//! The typed, validated configuration.
+//!
+//! Every value here has been checked by [`super::validate`]; nothing downstream re-parses
+//! a string or re-checks a range.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use super::{Community, Labels, Selector};
+use crate::ipam::AddrRange;
+
+/// A validated configuration: what MetalLB would run with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Address pools, sorted by name.
+    pub pools: Vec<Pool>,
+    /// L2 advertisements, sorted by name.
+    pub l2_advertisements: Vec<L2Advertisement>,
+    /// BGP advertisements, sorted by name.
+    pub bgp_advertisements: Vec<BgpAdvertisement>,
+    /// BGP peers, sorted by name.
+    pub peers: Vec<BgpPeer>,
+    /// BFD profiles, sorted by name.
+    pub bfd_profiles: Vec<BfdProfile>,
+    /// Community aliases (from `Community` objects), by alias name.
+    pub communities: BTreeMap<String, Community>,
+}
+
+impl Config {
+    /// The pool named `name`.
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// Whether any L2 or BGP advertisement selects the pool.
+    pub fn is_advertised(&self, pool: &Pool) -> bool {
+        self.l2_advertisements.iter().any(|a| a.pools.selects(pool))
+            || self.bgp_advertisements.iter().any(|a| a.pools.selects(pool))
+    }
+}
+
+/// An address pool (`IPAddressPool`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    /// Pool name.
+    pub name: String,
+    /// The pool object's labels (for `ipAddressPoolSelectors`).
+    pub labels: Labels,
+    /// Disjoint address ranges, in the order written.
+    pub ranges: Vec<AddrRange>,
+    /// Whether services get addresses from it without asking for it.
+    pub auto_assign: bool,
+    /// Skip IPv4 addresses ending in `.0` and `.255`.
+    pub avoid_buggy_ips: bool,
+    /// Restrictions on which services may use it, and its priority.
+    pub allocation: Option<PoolAllocation>,
+}
+
+/// `serviceAllocation` of a pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolAllocation {
+    /// Lower is tried first; 0 means unset and comes after every set priority.
+    pub priority: i64,
+    /// Namespaces allowed by name.
+    pub namespaces: BTreeSet<String>,
+    /// Namespaces allowed by label.
+    pub namespace_selectors: Vec<Selector>,
+    /// Services allowed by label.
+    pub service_selectors: Vec<Selector>,
+}
+
+impl PoolAllocation {
+    /// Whether a service in namespace `ns` (with `ns_labels`) and with `labels` may use the pool.
+    ///
+    /// As MetalLB: the namespace must be listed or match a selector (when either is given),
+    /// and the service must match a selector (when any is given).
+    pub fn admits(&self, ns: &str, ns_labels: &Labels, labels: &Labels) -> bool {
+        let ns_ok = (self.namespaces.is_empty() && self.namespace_selectors.is_empty())
+            || self.namespaces.contains(ns)
+            || self.namespace_selectors.iter().any(|s| s.matches(ns_labels));
+        ns_ok && super::selector::any_matches(&self.service_selectors, labels)
+    }
+}
+
+/// Which pools an advertisement covers: by name and by label; neither means every pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolSelection {
+    /// Pools selected by name.
+    pub names: BTreeSet<String>,
+    /// Pools selected by label.
+    pub selectors: Vec<Selector>,
+}
+
+impl PoolSelection {
+    /// Whether this selection covers `pool`.
+    pub fn selects(&self, pool: &Pool) -> bool {
+        (self.names.is_empty() && self.selectors.is_empty())
+            || self.names.contains(&pool.name)
+            || self.selectors.iter().any(|s| s.matches(&pool.labels))
+    }
+}
+
+/// An `L2Advertisement`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L2Advertisement {
+    /// Name.
+    pub name: String,
+    /// Pools it announces.
+    pub pools: PoolSelection,
+    /// Nodes that may announce (empty: all).
+    pub node_selectors: Vec<Selector>,
+    /// Interfaces to answer on (empty: every suitable one).
+    pub interfaces: Vec<String>,
+}
+
+/// A `BGPAdvertisement`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpAdvertisement {
+    /// Name.
+    pub name: String,
+    /// Prefix length of IPv4 routes.
+    pub aggregation_length: u8,
+    /// Prefix length of IPv6 routes.
+    pub aggregation_length_v6: u8,
+    /// LOCAL_PREF, when set.
+    pub local_pref: Option<u32>,
+    /// Communities, with aliases resolved.
+    pub communities: BTreeSet<Community>,
+    /// Pools it announces.
+    pub pools: PoolSelection,
+    /// Nodes that announce (empty: all).
+    pub node_selectors: Vec<Selector>,
+    /// Peers to announce to by name (empty: all).
+    pub peers: BTreeSet<String>,
+}
+
+/// The peer's AS: fixed, or "whatever it says" within iBGP or eBGP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerAsn {
+    /// A fixed AS number.
+    Fixed(u32),
+    /// Any AS equal to ours (iBGP).
+    Internal,
+    /// Any AS other than ours (eBGP).
+    External,
+}
+
+/// How to reach a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAddress {
+    /// A fixed address.
+    Ip(IpAddr),
+    /// BGP unnumbered over an interface.
+    Interface(String),
+}
+
+/// Where the TCP MD5 password comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Password {
+    /// Written in the BGPPeer.
+    Inline(String),
+    /// In a Secret (key `password`).
+    Secret {
+        /// Secret name.
+        name: String,
+        /// Secret namespace (None: the configuration namespace).
+        namespace: Option<String>,
+    },
+}
+
+/// A `BGPPeer` (`v1beta2`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpPeer {
+    /// Name.
+    pub name: String,
+    /// Our AS.
+    pub my_asn: u32,
+    /// The peer's AS.
+    pub peer_asn: PeerAsn,
+    /// Where the peer is.
+    pub address: PeerAddress,
+    /// TCP port.
+    pub port: u16,
+    /// Local address to connect from.
+    pub source_address: Option<IpAddr>,
+    /// Router ID.
+    pub router_id: Option<Ipv4Addr>,
+    /// Hold time to propose (None: the speaker's default, 90 s).
+    pub hold_time: Option<Duration>,
+    /// Keepalive interval (None: a third of the hold time).
+    pub keepalive_time: Option<Duration>,
+    /// Connect retry interval.
+    pub connect_time: Option<Duration>,
+    /// Nodes that peer (empty: all).
+    pub node_selectors: Vec<Selector>,
+    /// TCP MD5 password source.
+    pub password: Option<Password>,
+    /// BFD profile name.
+    pub bfd_profile: Option<String>,
+    /// RFC 4724 graceful restart.
+    pub graceful_restart: bool,
+    /// Multi-hop eBGP.
+    pub ebgp_multi_hop: bool,
+    /// VRF.
+    pub vrf: Option<String>,
+    /// No multiprotocol BGP.
+    pub disable_mp: bool,
+    /// Both families over one session.
+    pub dual_stack_address_family: bool,
+}
+
+/// A `BFDProfile`, with MetalLB's defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BfdProfile {
+    /// Name.
+    pub name: String,
+    /// Minimum receive interval, ms.
+    pub receive_interval: u32,
+    /// Minimum transmit interval, ms.
+    pub transmit_interval: u32,
+    /// Detection multiplier.
+    pub detect_multiplier: u32,
+    /// Echo interval, ms.
+    pub echo_interval: u32,
+    /// Echo mode.
+    pub echo_mode: bool,
+    /// Passive mode.
+    pub passive_mode: bool,
+    /// Minimum incoming TTL.
+    pub minimum_ttl: u32,
+}
