@@ -142,10 +142,13 @@ pub struct BgpPeerSpec {
     #[serde(rename = "routerID")]
     pub router_id: Option<String>,
     /// Proposed hold time (Go duration, default 90s).
+    #[serde(deserialize_with = "string_or_number")]
     pub hold_time: Option<String>,
     /// Keepalive interval (Go duration, default hold time / 3).
+    #[serde(deserialize_with = "string_or_number")]
     pub keepalive_time: Option<String>,
     /// Connect retry interval (Go duration).
+    #[serde(deserialize_with = "string_or_number")]
     pub connect_time: Option<String>,
     /// Nodes that peer (none: every node).
     pub node_selectors: Vec<LabelSelector>,
@@ -306,4 +309,21 @@ pub struct Object<S> {
     pub metadata: ObjectMeta,
     /// Spec.
     pub spec: S,
+}
+
+/// Reads a string, or a bare number as its text, so that `holdTime: 90` reaches validation,
+/// which can then say that a unit is missing, rather than failing as a type error.
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        S(String),
+        I(i64),
+        F(f64),
+    }
+    Ok(Option::<Raw>::deserialize(d)?.map(|r| match r {
+        Raw::S(s) => s,
+        Raw::I(i) => i.to_string(),
+        Raw::F(f) => f.to_string(),
+    }))
 }
