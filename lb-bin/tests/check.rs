@@ -22,7 +22,8 @@ fn tmp_file(tag: &str, name: &str, text: &str) -> PathBuf {
 }
 
 fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[test]
@@ -58,7 +59,8 @@ fn homelab_example_text_and_json() {
             )
         })
         .collect();
-    let expect = |ns: &str, n: &str, ip: &str, p: &str| (ns.to_string(), n.to_string(), vec![ip.to_string()], p.to_string());
+    let expect =
+        |ns: &str, n: &str, ip: &str, p: &str| (ns.to_string(), n.to_string(), vec![ip.to_string()], p.to_string());
     assert_eq!(
         services,
         [
@@ -135,7 +137,8 @@ fn invalid_configuration_exits_1_with_every_error_on_stderr() {
 fn strict_turns_warnings_into_errors() {
     let out = lb(&["check", "--strict", "examples/homelab-l2.yaml"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("error: examples/homelab-l2.yaml (document 2): IPAddressPool \"dns\": spec.autoAssign"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("error: examples/homelab-l2.yaml (document 2): IPAddressPool \"dns\": spec.autoAssign"));
 }
 
 #[test]

@@ -64,13 +64,27 @@ fn malformed_addresses() {
 #[test]
 fn host_bits_are_read_as_metallb_does_with_a_warning() {
     let w = warnings(&(pool("p", &["198.51.100.10/24"]) + L2_ALL));
-    assert_one(&w, "IPAddressPool", "p", "spec.addresses[0]", "198.51.100.10/24", &["198.51.100.0/24", "198.51.100.10-198.51.100.255"]);
+    assert_one(
+        &w,
+        "IPAddressPool",
+        "p",
+        "spec.addresses[0]",
+        "198.51.100.10/24",
+        &["198.51.100.0/24", "198.51.100.10-198.51.100.255"],
+    );
 }
 
 #[test]
 fn overlapping_pools_name_both() {
     let e = errors(&(pool("a", &["10.0.0.0/24"]) + &pool("b", &["10.0.1.0/24", "10.0.0.128-10.0.0.130"]) + L2_ALL));
-    assert_one(&e, "IPAddressPool", "b", "spec.addresses[1]", "10.0.0.128-10.0.0.130", &["overlaps", "\"a\"", "10.0.0.0/24"]);
+    assert_one(
+        &e,
+        "IPAddressPool",
+        "b",
+        "spec.addresses[1]",
+        "10.0.0.128-10.0.0.130",
+        &["overlaps", "\"a\"", "10.0.0.0/24"],
+    );
     let e = errors(&(pool("a", &["10.0.0.0/24", "10.0.0.7/32"]) + L2_ALL));
     assert_one(&e, "IPAddressPool", "a", "spec.addresses[1]", "10.0.0.7/32", &["same pool"]);
     // Adjacent ranges and the same numbers in another family do not overlap.
@@ -92,13 +106,20 @@ fn references_to_missing_objects_are_warnings() {
     let fields: Vec<(&str, &str)> = w.iter().map(|d| (d.field.as_str(), d.value.as_str())).collect();
     assert_eq!(
         fields,
-        [("spec.bfdProfile", "fast"), ("spec.communities[0]", "no-such-alias"), ("spec.peers[0]", "nobody"), ("spec.ipAddressPools[1]", "ghost")]
+        [
+            ("spec.bfdProfile", "fast"),
+            ("spec.communities[0]", "no-such-alias"),
+            ("spec.peers[0]", "nobody"),
+            ("spec.ipAddressPools[1]", "ghost")
+        ]
     );
 }
 
 #[test]
 fn malformed_communities() {
-    for (c, why) in [("65536:1", "0 to 65535"), ("1:2:3", "AA:NN"), ("large:1:2", "three parts"), ("large:1:x:2", "\"x\"")] {
+    for (c, why) in
+        [("65536:1", "0 to 65535"), ("1:2:3", "AA:NN"), ("large:1:2", "three parts"), ("large:1:x:2", "\"x\"")]
+    {
         let y = pool("a", &["10.0.0.0/24"])
             + &format!("{HEAD}kind: BGPAdvertisement\nmetadata: {{name: adv}}\nspec: {{communities: [\"{c}\"]}}\n");
         let e = errors(&y);
@@ -122,7 +143,9 @@ fn community_aliases_resolve() {
 
 #[test]
 fn aggregation_shorter_than_a_pool_prefix() {
-    let adv = |len: u8| format!("{HEAD}kind: BGPAdvertisement\nmetadata: {{name: adv}}\nspec: {{aggregationLength: {len}}}\n");
+    let adv = |len: u8| {
+        format!("{HEAD}kind: BGPAdvertisement\nmetadata: {{name: adv}}\nspec: {{aggregationLength: {len}}}\n")
+    };
     let e = errors(&(pool("a", &["10.0.0.0/24"]) + &adv(23)));
     assert_one(&e, "BGPAdvertisement", "adv", "spec.aggregationLength", "23", &["/24", "10.0.0.0/24", "\"a\""]);
     warnings(&(pool("a", &["10.0.0.0/24"]) + &adv(24)));
@@ -171,7 +194,8 @@ fn bgp_peer_fields() {
     }
     let ibgp = "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {myASN: 64512, peerASN: 64512, peerAddress: 192.0.2.1, ebgpMultiHop: true}\n";
     assert_one(&errors(ibgp), "BGPPeer", "tor", "spec.ebgpMultiHop", "true", &["iBGP"]);
-    let bad = "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {peerAddress: 192.0.2.300}\n";
+    let bad =
+        "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {peerAddress: 192.0.2.300}\n";
     let e = errors(bad);
     let fields: Vec<&str> = e.iter().map(|d| d.field.as_str()).collect();
     assert_eq!(fields, ["spec.myASN", "spec.peerASN", "spec.peerAddress"], "every error at once");
@@ -179,7 +203,9 @@ fn bgp_peer_fields() {
 
 #[test]
 fn bfd_profile_ranges() {
-    let y = format!("{HEAD}kind: BFDProfile\nmetadata: {{name: fast}}\nspec: {{receiveInterval: 5, detectMultiplier: 3}}\n");
+    let y = format!(
+        "{HEAD}kind: BFDProfile\nmetadata: {{name: fast}}\nspec: {{receiveInterval: 5, detectMultiplier: 3}}\n"
+    );
     assert_one(&errors(&y), "BFDProfile", "fast", "spec.receiveInterval", "5", &["between 10 and 60000"]);
 }
 
@@ -187,7 +213,14 @@ fn bfd_profile_ranges() {
 fn selectors_are_checked() {
     let y = pool("a", &["10.0.0.0/24"])
         + &format!("{HEAD}kind: L2Advertisement\nmetadata: {{name: l2}}\nspec:\n  nodeSelectors:\n  - matchExpressions: [{{key: zone, operator: Near, values: [a]}}]\n");
-    assert_one(&errors(&y), "L2Advertisement", "l2", "spec.nodeSelectors[0].matchExpressions[0].operator", "Near", &["In, NotIn"]);
+    assert_one(
+        &errors(&y),
+        "L2Advertisement",
+        "l2",
+        "spec.nodeSelectors[0].matchExpressions[0].operator",
+        "Near",
+        &["In, NotIn"],
+    );
 }
 
 #[test]
@@ -195,10 +228,15 @@ fn unknown_fields_and_type_errors() {
     let y = format!("{HEAD}kind: IPAddressPool\nmetadata: {{name: a}}\nspec: {{addresses: [10.0.0.0/24], autoassign: false}}\n---\n") + L2_ALL;
     let w = warnings(&y);
     assert_one(&w, "IPAddressPool", "a", "spec.autoassign", "", &["unknown field"]);
-    let y = format!("{HEAD}kind: IPAddressPool\nmetadata: {{name: a}}\nspec: {{addresses: [10.0.0.0/24], autoAssign: maybe}}\n");
+    let y = format!(
+        "{HEAD}kind: IPAddressPool\nmetadata: {{name: a}}\nspec: {{addresses: [10.0.0.0/24], autoAssign: maybe}}\n"
+    );
     let e = errors(&y);
     assert_eq!(e.len(), 1);
-    assert_eq!((e[0].kind.as_str(), e[0].name.as_str(), e[0].field.as_str()), ("IPAddressPool", "a", "spec.autoAssign"));
+    assert_eq!(
+        (e[0].kind.as_str(), e[0].name.as_str(), e[0].field.as_str()),
+        ("IPAddressPool", "a", "spec.autoAssign")
+    );
 }
 
 #[test]
@@ -231,11 +269,43 @@ fn every_metallb_documentation_example_is_accepted() {
 
 #[test]
 fn garbage_never_panics() {
-    for y in ["", "---\n---\n", ":\n", "[", "{a: [}", "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\n", "\u{0}\u{1}", "kind: List\napiVersion: v1\nitems: 5\n", "*x\n"] {
+    for y in [
+        "",
+        "---\n---\n",
+        ":\n",
+        "[",
+        "{a: [}",
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\n",
+        "\u{0}\u{1}",
+        "kind: List\napiVersion: v1\nitems: 5\n",
+        "*x\n",
+    ] {
         let r = load(y);
         match validate(&r) {
             Ok(v) => assert!(v.config.pools.is_empty(), "{y:?} produced pools"),
             Err(e) => assert!(e.iter().all(|d| d.source.is_some()), "{y:?}: an error without its source"),
         }
     }
+}
+
+#[test]
+fn newer_advertisement_fields() {
+    let y = pool("a", &["10.0.0.0/24"])
+        + &format!("{HEAD}kind: L2Advertisement\nmetadata: {{name: l2}}\nspec:\n  serviceSelectors: [{{matchLabels: {{app: web}}}}]\n  preferredNodeSelectors:\n  - {{weight: 100, preference: {{matchLabels: {{role: edge}}}}}}\n");
+    let v = validate(&load(&y)).unwrap();
+    assert_eq!(v.config.l2_advertisements[0].preferred_node_selectors.len(), 1);
+    assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+    let y = pool("a", &["10.0.0.0/24"])
+        + &format!("{HEAD}kind: L2Advertisement\nmetadata: {{name: l2}}\nspec:\n  preferredNodeSelectors: [{{weight: 0, preference: {{}}}}]\n");
+    assert_one(
+        &errors(&y),
+        "L2Advertisement",
+        "l2",
+        "spec.preferredNodeSelectors[0].weight",
+        "0",
+        &["between 1 and 100"],
+    );
+    let y = pool("a", &["10.0.0.0/24"])
+        + &format!("{HEAD}kind: BGPAdvertisement\nmetadata: {{name: b}}\nspec: {{aggregationLength: 24, serviceSelectors: [{{matchLabels: {{a: b}}}}]}}\n");
+    assert_one(&errors(&y), "BGPAdvertisement", "b", "spec.aggregationLength", "24", &["mutually exclusive"]);
 }

@@ -92,6 +92,20 @@ pub struct L2AdvertisementSpec {
     pub node_selectors: Vec<LabelSelector>,
     /// Interfaces to answer on (none: every suitable interface).
     pub interfaces: Vec<String>,
+    /// Services announced (none: every service of the selected pools).
+    pub service_selectors: Vec<LabelSelector>,
+    /// Soft preferences for the announcing node, by weight.
+    pub preferred_node_selectors: Vec<PreferredNodeSelector>,
+}
+
+/// One weighted node preference of an L2Advertisement (like `PreferredSchedulingTerm`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PreferredNodeSelector {
+    /// Weight, 1 to 100.
+    pub weight: i64,
+    /// The nodes preferred.
+    pub preference: LabelSelector,
 }
 
 /// `BGPAdvertisement.spec` (`metallb.io/v1beta1`).
@@ -115,6 +129,8 @@ pub struct BgpAdvertisementSpec {
     pub node_selectors: Vec<LabelSelector>,
     /// Peers (BGPPeer names) to announce to (none: every peer).
     pub peers: Vec<String>,
+    /// Services announced (none: every service of the selected pools).
+    pub service_selectors: Vec<LabelSelector>,
 }
 
 /// `BGPPeer.spec` (`metallb.io/v1beta2`).

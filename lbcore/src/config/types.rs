@@ -112,6 +112,10 @@ pub struct L2Advertisement {
     pub node_selectors: Vec<Selector>,
     /// Interfaces to answer on (empty: every suitable one).
     pub interfaces: Vec<String>,
+    /// Services announced (empty: all of the selected pools).
+    pub service_selectors: Vec<Selector>,
+    /// Preferred announcing nodes: (weight 1..=100, selector).
+    pub preferred_node_selectors: Vec<(u8, Selector)>,
 }
 
 /// A `BGPAdvertisement`.
@@ -133,6 +137,8 @@ pub struct BgpAdvertisement {
     pub node_selectors: Vec<Selector>,
     /// Peers to announce to by name (empty: all).
     pub peers: BTreeSet<String>,
+    /// Services announced (empty: all of the selected pools).
+    pub service_selectors: Vec<Selector>,
 }
 
 /// The peer's AS: fixed, or "whatever it says" within iBGP or eBGP.

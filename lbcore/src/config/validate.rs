@@ -501,11 +501,23 @@ impl Cx {
                     );
                 }
             }
+            let mut preferred = Vec::new();
+            for (i, p) in s.preferred_node_selectors.iter().enumerate() {
+                let field = format!("spec.preferredNodeSelectors[{i}]");
+                if !(1..=100).contains(&p.weight) {
+                    self.err(at, &format!("{field}.weight"), p.weight, "must be between 1 and 100");
+                }
+                if let Some(sel) = self.selectors(at, &field, std::slice::from_ref(&p.preference)).pop() {
+                    preferred.push((p.weight.clamp(1, 100) as u8, sel));
+                }
+            }
             out.push(L2Advertisement {
                 name: at.name.to_string(),
                 pools: self.pool_selection(at, &s.ip_address_pools, &s.ip_address_pool_selectors, pools),
                 node_selectors: self.selectors(at, "spec.nodeSelectors", &s.node_selectors),
                 interfaces: s.interfaces.clone(),
+                service_selectors: self.selectors(at, "spec.serviceSelectors", &s.service_selectors),
+                preferred_node_selectors: preferred,
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -570,6 +582,13 @@ impl Cx {
                     self.warn(at, &format!("spec.peers[{i}]"), p, "no BGPPeer of this name in the loaded files");
                 }
             }
+            // Aggregating routes of selected services would announce the unselected ones too.
+            if !s.service_selectors.is_empty() && (aggregation_length != 32 || aggregation_length_v6 != 128) {
+                let field =
+                    if aggregation_length != 32 { "spec.aggregationLength" } else { "spec.aggregationLengthV6" };
+                let v = if aggregation_length != 32 { aggregation_length } else { aggregation_length_v6 };
+                self.err(at, field, v, "serviceSelectors and aggregation are mutually exclusive (an aggregate would announce unselected services too)");
+            }
             let selection = self.pool_selection(at, &s.ip_address_pools, &s.ip_address_pool_selectors, pools);
             // An aggregate shorter than a pool's own prefix would announce addresses that are
             // not in the pool; MetalLB refuses it. As MetalLB does, a range entry counts by
@@ -600,6 +619,7 @@ impl Cx {
                 pools: selection,
                 node_selectors: self.selectors(at, "spec.nodeSelectors", &s.node_selectors),
                 peers: s.peers.iter().cloned().collect(),
+                service_selectors: self.selectors(at, "spec.serviceSelectors", &s.service_selectors),
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -24,6 +24,7 @@
 pub mod batch;
 pub mod intervals;
 pub mod range;
+mod table;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -32,7 +33,8 @@ pub use intervals::IntervalSet;
 pub use range::{AddrRange, Family, RangeError};
 
 use crate::config::Pool;
-use crate::service::{FamilyPolicy, Port, Request, ServiceKey};
+use crate::service::{FamilyPolicy, Request, ServiceKey};
+use table::{Addrs, Entry, Share, Table};
 
 /// Why a service got no address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,45 +120,6 @@ pub struct PoolStats {
     pub size: u128,
     /// Addresses in use.
     pub assigned: u128,
-}
-
-/// What a service's sharing depends on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Share {
-    key: Option<String>,
-    backend: String,
-    ports: Vec<Port>,
-}
-
-impl Share {
-    fn of(req: &Request) -> Self {
-        Share { key: req.sharing_key.clone(), backend: req.backend_key.clone(), ports: req.ports.clone() }
-    }
-
-    /// Why `self` may not share an address with `other`, if it may not.
-    fn refuses(&self, other: &Share) -> Option<String> {
-        match (&self.key, &other.key) {
-            (None, _) | (_, None) => return Some("both services need the same metallb.io/allow-shared-ip key".into()),
-            (Some(a), Some(b)) if a != b => return Some(format!("sharing keys differ ({a:?} and {b:?})")),
-            _ => {}
-        }
-        if self.backend != other.backend {
-            return Some("externalTrafficPolicy Local services must have the same pod selector (and Cluster ones cannot share with Local ones)".into());
-        }
-        let clash: Vec<String> = self.ports.iter().filter(|p| other.ports.contains(p)).map(|p| p.to_string()).collect();
-        if !clash.is_empty() {
-            return Some(format!("both use port {}", clash.join(", ")));
-        }
-        None
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Assigned {
-    ips: Vec<IpAddr>,
-    /// Pool index of each address.
-    pools: Vec<usize>,
-    share: Share,
 }
 
 /// One contiguous span of a pool, in ordinal space.
@@ -281,9 +244,8 @@ pub struct Allocator {
     auto_order: Vec<usize>,
     /// (family, first address of a range) → (last address, pool index), for address → pool.
     range_index: BTreeMap<(Family, u128), (u128, usize)>,
-    /// Holders of each used address (more than one only when shared).
-    holders: HashMap<IpAddr, Vec<ServiceKey>>,
-    services: HashMap<ServiceKey, Assigned>,
+    /// Services, their addresses and the holders of each address.
+    table: Table,
     /// Addresses held by services with each sharing key.
     by_sharing_key: HashMap<String, BTreeSet<IpAddr>>,
 }
@@ -328,16 +290,16 @@ impl Allocator {
     /// a pool stay where they are; services whose addresses left every pool are released and
     /// returned, in key order, to be allocated anew.
     pub fn update_pools(&mut self, pools: &[Pool]) -> Vec<ServiceKey> {
-        let mut all: Vec<(ServiceKey, Assigned)> = self.services.drain().collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        self.holders.clear();
+        let all = self.table.drain_sorted();
         self.by_sharing_key.clear();
         self.set_pools(pools);
         let mut evicted = Vec::new();
-        for (key, a) in all {
-            match a.ips.iter().map(|&ip| self.pool_of(ip).ok_or(ip)).collect::<Result<Vec<_>, _>>() {
-                Ok(pools) => self.commit(key, a.ips, pools, a.share),
-                Err(_) => evicted.push(key),
+        for e in all {
+            let moved: Option<Vec<(IpAddr, usize)>> =
+                e.addrs.ips().map(|ip| self.pool_of(ip).map(|p| (ip, p))).collect();
+            match moved {
+                Some(addrs) => self.commit(&e.key, &addrs, e.share),
+                None => evicted.push((*e.key).clone()),
             }
         }
         evicted
@@ -360,33 +322,33 @@ impl Allocator {
     }
 
     /// The addresses of `key`, if it has any.
-    pub fn assigned(&self, key: &ServiceKey) -> Option<&[IpAddr]> {
-        self.services.get(key).map(|a| a.ips.as_slice())
+    pub fn assigned(&self, key: &ServiceKey) -> Option<Vec<IpAddr>> {
+        self.table.get(key).map(|e| e.addrs.ips().collect())
     }
 
     /// The pool names of `key`'s addresses, one per address.
     pub fn assigned_pools(&self, key: &ServiceKey) -> Vec<&str> {
-        self.services
+        self.table
             .get(key)
-            .map(|a| a.pools.iter().map(|&i| self.pools[i].pool.name.as_str()).collect())
+            .map(|e| e.addrs.iter().map(|(_, p)| self.pools[p].pool.name.as_str()).collect())
             .unwrap_or_default()
     }
 
     /// The services holding `ip`, in key order.
     pub fn holders(&self, ip: IpAddr) -> Vec<&ServiceKey> {
-        let mut v: Vec<&ServiceKey> = self.holders.get(&ip).map(|h| h.iter().collect()).unwrap_or_default();
+        let mut v: Vec<&ServiceKey> = self.table.holders(ip).map(|e| &*e.key).collect();
         v.sort();
         v
     }
 
     /// Number of services with addresses.
     pub fn len(&self) -> usize {
-        self.services.len()
+        self.table.len()
     }
 
     /// Whether no service has an address.
     pub fn is_empty(&self) -> bool {
-        self.services.is_empty()
+        self.table.len() == 0
     }
 
     /// The pool index whose ranges hold `ip` and that uses it (not skipped by avoidBuggyIPs).
@@ -400,59 +362,48 @@ impl Allocator {
 
     /// Why `share` may not join the current holders of `ip` (other than `key`).
     fn sharing_refused(&self, key: &ServiceKey, ip: IpAddr, share: &Share) -> Option<(ServiceKey, String)> {
-        let holders = self.holders.get(&ip)?;
-        let mut sorted: Vec<&ServiceKey> = holders.iter().filter(|h| *h != key).collect();
-        sorted.sort();
-        sorted.into_iter().find_map(|h| {
-            let other = &self.services.get(h)?.share;
-            share.refuses(other).map(|r| (h.clone(), r))
-        })
+        let mut others: Vec<&Entry> = self.table.holders(ip).filter(|e| *e.key != *key).collect();
+        others.sort_by(|a, b| a.key.cmp(&b.key));
+        others.into_iter().find_map(|e| share.refuses(&e.share).map(|r| ((*e.key).clone(), r)))
     }
 
-    fn commit(&mut self, key: ServiceKey, ips: Vec<IpAddr>, pools: Vec<usize>, share: Share) {
-        for (&ip, &p) in ips.iter().zip(&pools) {
-            let pool = &mut self.pools[p];
-            if let Some(o) = pool.ord_of(ip) {
-                pool.used[fam_idx(Family::of(ip))].insert(o);
-            }
-            self.holders.entry(ip).or_default().push(key.clone());
-            if let Some(k) = &share.key {
-                self.by_sharing_key.entry(k.clone()).or_default().insert(ip);
+    fn commit(&mut self, key: &ServiceKey, addrs: &[(IpAddr, usize)], share: Share) {
+        let sharing_key = share.key.clone();
+        let addrs = Addrs::new(addrs);
+        for ip in self.table.insert(key, addrs, share) {
+            if let Some((_, p)) = addrs.iter().find(|&(a, _)| a == ip) {
+                let pool = &mut self.pools[p];
+                if let Some(o) = pool.ord_of(ip) {
+                    pool.used[fam_idx(Family::of(ip))].insert(o);
+                }
             }
         }
-        self.services.insert(key, Assigned { ips, pools, share });
+        if let Some(k) = sharing_key {
+            let set = self.by_sharing_key.entry(k.into()).or_default();
+            set.extend(addrs.ips());
+        }
     }
 
     /// Releases `key`'s addresses. Returns them (empty if it had none).
     pub fn release(&mut self, key: &ServiceKey) -> Vec<IpAddr> {
-        let Some(a) = self.services.remove(key) else {
+        let Some((entry, freed)) = self.table.remove(key) else {
             return Vec::new();
         };
-        for (&ip, &p) in a.ips.iter().zip(&a.pools) {
-            let empty = match self.holders.get_mut(&ip) {
-                Some(h) => {
-                    h.retain(|k| k != key);
-                    h.is_empty()
-                }
-                None => true,
-            };
-            if empty {
-                self.holders.remove(&ip);
-                let pool = &mut self.pools[p];
-                if let Some(o) = pool.ord_of(ip) {
-                    pool.used[fam_idx(Family::of(ip))].remove(o);
-                }
-                if let Some(k) = &a.share.key {
-                    if let Some(set) = self.by_sharing_key.get_mut(k) {
-                        set.remove(&ip);
-                        if set.is_empty() {
-                            self.by_sharing_key.remove(k);
-                        }
+        for (ip, p) in entry.addrs.iter().filter(|(ip, _)| freed.contains(ip)) {
+            let pool = &mut self.pools[p];
+            if let Some(o) = pool.ord_of(ip) {
+                pool.used[fam_idx(Family::of(ip))].remove(o);
+            }
+            if let Some(k) = &entry.share.key {
+                if let Some(set) = self.by_sharing_key.get_mut(&**k) {
+                    set.remove(&ip);
+                    if set.is_empty() {
+                        self.by_sharing_key.remove(&**k);
                     }
                 }
             }
         }
-        a.ips
+        entry.addrs.ips().collect()
     }
 
     /// Restores an existing assignment (from Service status or a state file) without
@@ -460,16 +411,16 @@ impl Allocator {
     /// holders. On error nothing changes for `key`.
     pub fn restore(&mut self, key: &ServiceKey, req: &Request, ips: &[IpAddr]) -> Result<(), RestoreError> {
         let share = Share::of(req);
-        let mut pools = Vec::with_capacity(ips.len());
+        let mut addrs = Vec::with_capacity(ips.len());
         for &ip in ips {
             let p = self.pool_of(ip).ok_or(RestoreError::NotInPool(ip))?;
             if let Some((by, reason)) = self.sharing_refused(key, ip, &share) {
                 return Err(RestoreError::Conflict { ip, by, reason });
             }
-            pools.push(p);
+            addrs.push((ip, p));
         }
         self.release(key);
-        self.commit(key.clone(), ips.to_vec(), pools, share);
+        self.commit(key, &addrs, share);
         Ok(())
     }
 
@@ -478,27 +429,28 @@ impl Allocator {
     /// and the error says why the new request cannot be met.
     pub fn allocate(&mut self, key: &ServiceKey, req: &Request) -> Result<Vec<IpAddr>, AllocError> {
         let share = Share::of(req);
-        if let Some(cur) = self.services.get(key) {
-            if self.satisfies(key, cur, req, &share) {
-                let cur = cur.clone();
+        let old = self.table.get(key).map(|e| (e.addrs, e.share.clone()));
+        if let Some((addrs, _)) = &old {
+            if self.satisfies(key, addrs, req, &share) {
+                let addrs = *addrs;
+                let kept: Vec<(IpAddr, usize)> = addrs.iter().collect();
                 self.release(key);
-                self.commit(key.clone(), cur.ips.clone(), cur.pools, share);
-                return Ok(cur.ips);
+                self.commit(key, &kept, share);
+                return Ok(addrs.ips().collect());
             }
         }
-        let old = self.services.get(key).cloned();
         self.release(key);
         let picked =
             if req.ips.is_empty() { self.pick_auto(key, req, &share) } else { self.pick_requested(key, req, &share) };
         match picked {
             Ok(picks) => {
-                let (ips, pools): (Vec<IpAddr>, Vec<usize>) = picks.into_iter().unzip();
-                self.commit(key.clone(), ips.clone(), pools, share);
-                Ok(ips)
+                self.commit(key, &picks, share);
+                Ok(picks.into_iter().map(|(ip, _)| ip).collect())
             }
             Err(e) => {
-                if let Some(old) = old {
-                    self.commit(key.clone(), old.ips, old.pools, old.share);
+                if let Some((addrs, share)) = old {
+                    let kept: Vec<(IpAddr, usize)> = addrs.iter().collect();
+                    self.commit(key, &kept, share);
                 }
                 Err(e)
             }
@@ -506,28 +458,28 @@ impl Allocator {
     }
 
     /// Whether the current assignment still meets the request (so the service keeps it).
-    fn satisfies(&self, key: &ServiceKey, cur: &Assigned, req: &Request, share: &Share) -> bool {
+    fn satisfies(&self, key: &ServiceKey, cur: &Addrs, req: &Request, share: &Share) -> bool {
+        let mut ips: Vec<IpAddr> = cur.ips().collect();
+        ips.sort();
         if !req.ips.is_empty() {
-            let mut a = cur.ips.clone();
-            let mut b = req.ips.clone();
-            a.sort();
-            b.sort();
-            if a != b {
+            let mut want = req.ips.clone();
+            want.sort();
+            if ips != want {
                 return false;
             }
         }
         if let Some(want) = &req.pool {
-            if cur.pools.iter().any(|&p| &self.pools[p].pool.name != want) {
+            if cur.iter().any(|(_, p)| &self.pools[p].pool.name != want) {
                 return false;
             }
         }
-        let fams: BTreeSet<Family> = cur.ips.iter().map(|&ip| Family::of(ip)).collect();
+        let fams: BTreeSet<Family> = ips.iter().map(|&ip| Family::of(ip)).collect();
         let families_ok = match req.policy {
-            FamilyPolicy::SingleStack => cur.ips.len() == 1 && req.families.first().is_none_or(|f| fams.contains(f)),
-            FamilyPolicy::PreferDualStack => !cur.ips.is_empty() && fams.len() == cur.ips.len(),
-            FamilyPolicy::RequireDualStack => cur.ips.len() == 2 && fams.len() == 2,
+            FamilyPolicy::SingleStack => cur.len() == 1 && req.families.first().is_none_or(|f| fams.contains(f)),
+            FamilyPolicy::PreferDualStack => cur.len() > 0 && fams.len() == cur.len(),
+            FamilyPolicy::RequireDualStack => cur.len() == 2 && fams.len() == 2,
         };
-        families_ok && cur.ips.iter().all(|&ip| self.sharing_refused(key, ip, share).is_none())
+        families_ok && ips.iter().all(|&ip| self.sharing_refused(key, ip, share).is_none())
     }
 
     fn admits(&self, p: usize, key: &ServiceKey, req: &Request) -> bool {
@@ -584,7 +536,7 @@ impl Allocator {
     /// shared under its sharing key (so sharing services really share), else a free one.
     fn pick_in(&self, p: usize, fam: Family, key: &ServiceKey, share: &Share) -> Option<IpAddr> {
         if let Some(k) = &share.key {
-            if let Some(ips) = self.by_sharing_key.get(k) {
+            if let Some(ips) = self.by_sharing_key.get(&**k) {
                 let shared = ips.iter().copied().find(|&ip| {
                     Family::of(ip) == fam
                         && self.pool_of(ip) == Some(p)
