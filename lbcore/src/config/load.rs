@@ -24,7 +24,7 @@ pub struct Source {
     /// File name as given by the user.
     pub file: String,
     /// 1-based document number in the file (items of a List count as their own documents
-    /// only through `item`).
+    /// only through `item`); 0 for the file as a whole.
     pub doc: usize,
     /// 1-based item number inside a `kind: List`, if the object came from one.
     pub item: Option<usize>,
@@ -32,6 +32,10 @@ pub struct Source {
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.doc == 0 {
+            // The file as a whole (it could not be read).
+            return write!(f, "{}", self.file);
+        }
         write!(f, "{} (document {}", self.file, self.doc)?;
         if let Some(i) = self.item {
             write!(f, ", item {i}")?;
@@ -128,7 +132,7 @@ impl Resources {
         let docs: Vec<Value> = match serde_saphyr::from_multiple(text) {
             Ok(d) => d,
             Err(e) => {
-                let src = Source { file: file.to_string(), doc: 1, item: None };
+                let src = Source { file: file.to_string(), doc: 0, item: None };
                 self.errors.push(Diagnostic::file(src, format!("invalid YAML: {e}")));
                 return;
             }

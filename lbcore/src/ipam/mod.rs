@@ -432,11 +432,23 @@ impl Allocator {
         let old = self.table.get(key).map(|e| (e.addrs, e.share.clone()));
         if let Some((addrs, _)) = &old {
             if self.satisfies(key, addrs, req, &share) {
-                let addrs = *addrs;
-                let kept: Vec<(IpAddr, usize)> = addrs.iter().collect();
+                let mut kept: Vec<(IpAddr, usize)> = addrs.iter().collect();
                 self.release(key);
+                // As MetalLB: a PreferDualStack service with one address gains the other
+                // family from the same pool as soon as that pool can give it.
+                if let (FamilyPolicy::PreferDualStack, &[(ip, p)]) = (req.policy, kept.as_slice()) {
+                    let other = match Family::of(ip) {
+                        Family::V4 => Family::V6,
+                        Family::V6 => Family::V4,
+                    };
+                    if let Some(more) = self.pick_in(p, other, key, &share) {
+                        kept.push((more, p));
+                        let first = req.families.first().copied().unwrap_or(Family::V4);
+                        kept.sort_by_key(|(ip, _)| Family::of(*ip) != first);
+                    }
+                }
                 self.commit(key, &kept, share);
-                return Ok(addrs.ips().collect());
+                return Ok(kept.into_iter().map(|(ip, _)| ip).collect());
             }
         }
         self.release(key);

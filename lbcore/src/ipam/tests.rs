@@ -193,6 +193,17 @@ fn prefer_dual_stack_settles_for_one_family_require_does_not() {
 }
 
 #[test]
+fn prefer_dual_stack_gains_the_missing_family_when_its_pool_can_give_it() {
+    let mut a = Allocator::new(&[pool("p", &["10.0.0.0/31", "2001:db8::/128"])]);
+    a.allocate(&key("taker"), &Request { families: vec![Family::V6], ..Default::default() }).unwrap();
+    let prefer = Request { policy: FamilyPolicy::PreferDualStack, ..Default::default() };
+    assert_eq!(a.allocate(&key("a"), &prefer).unwrap(), vec![ip("10.0.0.0")]);
+    a.release(&key("taker"));
+    assert_eq!(a.allocate(&key("a"), &prefer).unwrap(), vec![ip("10.0.0.0"), ip("2001:db8::")]);
+    assert_eq!(a.stats()[0].assigned, 2);
+}
+
+#[test]
 fn a_changed_request_moves_the_service_and_a_failed_one_keeps_the_old_address() {
     let mut a = Allocator::new(&[pool("p", &["10.0.0.0/24"]), pool("q", &["10.0.1.0/24"])]);
     assert_eq!(a.allocate(&key("a"), &Request::default()).unwrap(), vec![ip("10.0.0.0")]);
