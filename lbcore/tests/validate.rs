@@ -309,3 +309,21 @@ fn newer_advertisement_fields() {
         + &format!("{HEAD}kind: BGPAdvertisement\nmetadata: {{name: b}}\nspec: {{aggregationLength: 24, serviceSelectors: [{{matchLabels: {{a: b}}}}]}}\n");
     assert_one(&errors(&y), "BGPAdvertisement", "b", "spec.aggregationLength", "24", &["mutually exclusive"]);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+    /// Any text, however broken, gives diagnostics with their source, never a panic.
+    #[test]
+    fn arbitrary_text_never_panics(tail in "[ -~\n]{0,160}", head in 0usize..4) {
+        let heads = [
+            "",
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec:\n  addresses: ",
+            "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: p}\nspec: ",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {type: LoadBalancer}\n---\n",
+        ];
+        let r = load(&format!("{}{tail}", heads[head]));
+        if let Err(e) = validate(&r) {
+            proptest::prop_assert!(e.iter().all(|d| d.source.is_some()));
+        }
+    }
+}
