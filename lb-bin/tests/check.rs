@@ -149,3 +149,20 @@ fn usage_errors_exit_2_and_missing_files_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/lb.yaml"));
 }
+
+#[test]
+fn a_typo_in_a_service_keeps_its_address() {
+    let f = tmp_file(
+        "typo",
+        "typo.yaml",
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [10.0.0.0/31]}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: x}\nspec: {type: LoadBalancer, ipFamilyPolicy: singlestack}\nstatus: {loadBalancer: {ingress: [{ip: 10.0.0.0}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b, namespace: x}\nspec: {type: LoadBalancer}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: c, namespace: x, annotations: {metallb.io/address-pool: gone}}\nspec: {type: LoadBalancer}\nstatus: {loadBalancer: {ingress: [{ip: 10.0.0.1}]}}\n",
+    );
+    let v = json(&lb(&["check", "-o", "json", f.to_str().unwrap()]));
+    let s = &v["services"];
+    assert_eq!(s[0]["ips"], serde_json::json!(["10.0.0.0"]), "the typo does not free 10.0.0.0");
+    assert!(s[0]["error"].as_str().unwrap().contains("singlestack"));
+    assert_eq!(s[1]["ips"], serde_json::json!([]), "b finds no free address rather than taking a's");
+    assert_eq!(s[2]["ips"], serde_json::json!(["10.0.0.1"]), "c keeps what it holds while its new request fails");
+    assert!(s[2]["error"].as_str().unwrap().contains("\"gone\""));
+    assert_eq!(v["pools"][0]["assigned"], 2);
+}

@@ -126,7 +126,11 @@ pub struct Service {
     /// `spec.loadBalancerClass`.
     pub class: Option<String>,
     /// The allocation request.
-    pub request: Result<Request, String>,
+    pub request: Result<Request, RequestError>,
+    /// What restoring the service's current addresses uses when `request` is an error: the
+    /// sharing key, backend key, ports and labels that could be read. A typo in a Service
+    /// must not free its address for another service.
+    pub fallback: Request,
     /// Addresses already in `status.loadBalancer.ingress` (to restore).
     pub status_ips: Vec<IpAddr>,
 }
@@ -154,108 +158,257 @@ impl Service {
             .iter()
             .filter_map(|i| i.ip.as_deref().and_then(|ip| ip.trim().parse().ok()))
             .collect();
+        let fallback = sharing_parts(svc, namespace_labels);
         Some(Service {
             key,
             created: meta.creation_timestamp.clone(),
             class: svc.spec.load_balancer_class.clone(),
-            request: request(svc, namespace_labels),
+            request: request(svc, &fallback),
+            fallback,
             status_ips,
         })
     }
 }
 
-fn request(svc: &raw::Service, namespace_labels: &Labels) -> Result<Request, String> {
+/// Why a Service's request for addresses cannot be read. The Service gets no new address;
+/// one it already has is kept (see [`Service::fallback`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// A requested address does not parse.
+    #[error("{field}: {value:?} is not an IP address")]
+    BadAddress {
+        /// `annotation metallb.io/loadBalancerIPs` or `spec.loadBalancerIP`.
+        field: &'static str,
+        /// The text.
+        value: String,
+    },
+    /// Both ways of requesting addresses are used.
+    #[error("both spec.loadBalancerIP and annotation metallb.io/loadBalancerIPs are set; use only the annotation")]
+    BothRequests,
+    /// More than one requested address of a family.
+    #[error("at most one requested address per family")]
+    TwoOfAFamily,
+    /// The number of requested addresses does not fit the family policy.
+    #[error("{count} requested address(es) do not fit ipFamilyPolicy {policy:?}")]
+    PolicyMismatch {
+        /// Number of addresses requested.
+        count: usize,
+        /// The policy.
+        policy: FamilyPolicy,
+    },
+    /// A requested address is of a family the service does not list.
+    #[error("requested address {0} is not of a family in spec.ipFamilies")]
+    FamilyNotListed(IpAddr),
+    /// An unknown `spec.ipFamilyPolicy`.
+    #[error("spec.ipFamilyPolicy: unknown value {0:?} (SingleStack, PreferDualStack or RequireDualStack)")]
+    BadPolicy(String),
+    /// An unknown or repeated `spec.ipFamilies` entry.
+    #[error("spec.ipFamilies: {0:?} is unknown or listed twice (IPv4, IPv6)")]
+    BadFamily(String),
+    /// An unknown port protocol.
+    #[error("spec.ports[{index}].protocol: unknown protocol {value:?} (TCP, UDP or SCTP)")]
+    BadProtocol {
+        /// Port index.
+        index: usize,
+        /// The text.
+        value: String,
+    },
+    /// A port number out of range.
+    #[error("spec.ports[{index}].port: {value} is not a port number")]
+    BadPort {
+        /// Port index.
+        index: usize,
+        /// The number.
+        value: i64,
+    },
+}
+
+fn requested_ips(svc: &raw::Service) -> Result<Vec<IpAddr>, RequestError> {
     let ann = &svc.metadata.annotations;
-    let spec = &svc.spec;
-    let mut ips = Vec::new();
-    if let Some(list) = annotation(ann, ANN_LOAD_BALANCER_IPS) {
-        for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let ip: IpAddr =
-                s.parse().map_err(|_| format!("annotation metallb.io/loadBalancerIPs: {s:?} is not an IP address"))?;
-            ips.push(ip);
-        }
-        if spec.load_balancer_ip.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(
-                "both spec.loadBalancerIP and annotation metallb.io/loadBalancerIPs are set; use only the annotation"
-                    .into(),
-            );
-        }
-    } else if let Some(s) = spec.load_balancer_ip.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        ips.push(s.parse().map_err(|_| format!("spec.loadBalancerIP: {s:?} is not an IP address"))?);
+    let spec_ip = svc.spec.load_balancer_ip.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let parse = |field: &'static str, s: &str| -> Result<IpAddr, RequestError> {
+        // An IPv4-mapped IPv6 address means its IPv4 address, as Go reads it.
+        s.parse::<IpAddr>()
+            .map(|ip| ip.to_canonical())
+            .map_err(|_| RequestError::BadAddress { field, value: s.to_string() })
+    };
+    match (annotation(ann, ANN_LOAD_BALANCER_IPS), spec_ip) {
+        (Some(_), Some(_)) => Err(RequestError::BothRequests),
+        (Some(list), None) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| parse("annotation metallb.io/loadBalancerIPs", s))
+            .collect(),
+        (None, Some(s)) => Ok(vec![parse("spec.loadBalancerIP", s)?]),
+        (None, None) => Ok(Vec::new()),
     }
+}
+
+fn families(spec: &raw::ServiceSpec) -> Result<(FamilyPolicy, Vec<Family>), RequestError> {
     let policy = match spec.ip_family_policy.as_deref() {
         None | Some("") | Some("SingleStack") => FamilyPolicy::SingleStack,
         Some("PreferDualStack") => FamilyPolicy::PreferDualStack,
         Some("RequireDualStack") => FamilyPolicy::RequireDualStack,
-        Some(other) => return Err(format!("spec.ipFamilyPolicy: unknown value {other:?}")),
+        Some(other) => return Err(RequestError::BadPolicy(other.to_string())),
     };
     let mut families = Vec::new();
     for f in &spec.ip_families {
         let fam = match f.as_str() {
             "IPv4" => Family::V4,
             "IPv6" => Family::V6,
-            other => return Err(format!("spec.ipFamilies: unknown family {other:?} (IPv4 or IPv6)")),
+            _ => return Err(RequestError::BadFamily(f.clone())),
         };
         if families.contains(&fam) {
-            return Err(format!("spec.ipFamilies: {f} is listed twice"));
+            return Err(RequestError::BadFamily(f.clone()));
         }
         families.push(fam);
     }
+    Ok((policy, families))
+}
+
+fn check_requested(ips: &[IpAddr], policy: FamilyPolicy, families: &[Family]) -> Result<(), RequestError> {
     let v4 = ips.iter().filter(|ip| ip.is_ipv4()).count();
-    let v6 = ips.len() - v4;
-    if v4 > 1 || v6 > 1 {
-        return Err("at most one requested address per family".into());
+    if v4 > 1 || ips.len() - v4 > 1 {
+        return Err(RequestError::TwoOfAFamily);
     }
-    if !ips.is_empty() {
-        let want = match policy {
-            FamilyPolicy::SingleStack => ips.len() == 1,
-            FamilyPolicy::PreferDualStack => true,
-            FamilyPolicy::RequireDualStack => ips.len() == 2,
-        };
-        if !want {
-            return Err(format!("{} requested address(es) do not fit ipFamilyPolicy {policy:?}", ips.len()));
-        }
-        if let Some(ip) = ips.iter().find(|ip| !families.is_empty() && !families.contains(&Family::of(**ip))) {
-            return Err(format!("requested address {ip} is not of a family in spec.ipFamilies"));
-        }
+    if ips.is_empty() {
+        return Ok(());
     }
-    let mut ports = Vec::new();
-    for (i, p) in spec.ports.iter().enumerate() {
+    let fits = match policy {
+        FamilyPolicy::SingleStack => ips.len() == 1,
+        FamilyPolicy::PreferDualStack => true,
+        FamilyPolicy::RequireDualStack => ips.len() == 2,
+    };
+    if !fits {
+        return Err(RequestError::PolicyMismatch { count: ips.len(), policy });
+    }
+    match ips.iter().find(|ip| !families.is_empty() && !families.contains(&Family::of(**ip))) {
+        Some(ip) => Err(RequestError::FamilyNotListed(*ip)),
+        None => Ok(()),
+    }
+}
+
+/// The ports that parse, and the first error, if any.
+fn ports(spec: &raw::ServiceSpec) -> (Vec<Port>, Option<RequestError>) {
+    let mut out = Vec::new();
+    let mut first_err = None;
+    for (index, p) in spec.ports.iter().enumerate() {
         let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
             "TCP" => Protocol::Tcp,
             "UDP" => Protocol::Udp,
             "SCTP" => Protocol::Sctp,
-            other => return Err(format!("spec.ports[{i}].protocol: unknown protocol {other:?}")),
+            other => {
+                first_err.get_or_insert(RequestError::BadProtocol { index, value: other.to_string() });
+                continue;
+            }
         };
-        let port = u16::try_from(p.port)
-            .ok()
-            .filter(|&n| n != 0)
-            .ok_or_else(|| format!("spec.ports[{i}].port: {} is not a port number", p.port))?;
-        ports.push(Port { protocol, port });
+        match u16::try_from(p.port).ok().filter(|&n| n != 0) {
+            Some(port) => out.push(Port { protocol, port }),
+            None => {
+                first_err.get_or_insert(RequestError::BadPort { index, value: p.port });
+            }
+        }
     }
+    (out, first_err)
+}
+
+/// What sharing depends on, read as far as possible (used for restore even when the rest of
+/// the request is malformed).
+fn sharing_parts(svc: &raw::Service, namespace_labels: &Labels) -> Request {
+    let spec = &svc.spec;
     let backend_key = if spec.external_traffic_policy.as_deref() == Some("Local") {
         spec.selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
     } else {
         String::new()
     };
-    Ok(Request {
-        ips,
-        pool: annotation(ann, ANN_ADDRESS_POOL).map(str::to_string),
-        sharing_key: annotation(ann, ANN_ALLOW_SHARED_IP).map(str::to_string),
+    Request {
+        sharing_key: annotation(&svc.metadata.annotations, ANN_ALLOW_SHARED_IP).map(str::to_string),
         backend_key,
-        ports,
-        policy,
-        families,
+        ports: ports(spec).0,
         labels: svc.metadata.labels.clone(),
         namespace_labels: namespace_labels.clone(),
+        ..Default::default()
+    }
+}
+
+fn request(svc: &raw::Service, base: &Request) -> Result<Request, RequestError> {
+    let ips = requested_ips(svc)?;
+    let (policy, families) = families(&svc.spec)?;
+    check_requested(&ips, policy, &families)?;
+    if let (_, Some(e)) = ports(&svc.spec) {
+        return Err(e);
+    }
+    Ok(Request {
+        ips,
+        pool: annotation(&svc.metadata.annotations, ANN_ADDRESS_POOL).map(str::to_string),
+        policy,
+        families,
+        ..base.clone()
     })
 }
 
-/// Sorts services into allocation order: creation time (services without one first), then
-/// input order. The sort is stable: files give their own order; a Kubernetes caller passes
-/// services in namespace/name order, so ties fall back to namespace/name there.
+/// Sorts services into allocation order: creation time (services without one, or with one
+/// that does not parse, first), then input order. The sort is stable: files give their own
+/// order; a Kubernetes caller passes services in namespace/name order, so ties fall back to
+/// namespace/name there.
 pub fn sort_for_allocation(services: &mut [Service]) {
-    services.sort_by(|a, b| a.created.cmp(&b.created));
+    services.sort_by_cached_key(|s| s.created.as_deref().and_then(parse_rfc3339));
+}
+
+/// An RFC 3339 timestamp (`2024-05-01T10:00:00Z`, `…:00.5+02:00`) as seconds and
+/// nanoseconds since the Unix epoch, so that instants compare correctly whatever their
+/// spelling.
+pub fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = b.get(r)?;
+        t.iter().all(u8::is_ascii_digit).then(|| t.iter().fold(0i64, |a, &d| a * 10 + i64::from(d - b'0')))
+    };
+    let sep = |i: usize, c: &[u8]| b.get(i).is_some_and(|x| c.contains(x));
+    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos: u32 = 0;
+    if sep(i, b".") {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let digits = b.get(start..i)?;
+        if digits.is_empty() {
+            return None;
+        }
+        for (k, &c) in digits.iter().take(9).enumerate() {
+            nanos += u32::from(c - b'0') * 10u32.pow(8 - k as u32);
+        }
+    }
+    let offset = match b.get(i..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), ..] if b.len() == i + 6 && sep(i + 3, b":") => {
+            let o = num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60;
+            if *sign == b'+' {
+                o
+            } else {
+                -o
+            }
+        }
+        _ => return None,
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * ((mo + 9) % 12) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    Some((days * 86_400 + h * 3600 + mi * 60 + sec - offset, nanos))
 }
 
 /// The labels a namespace selector sees for namespace `ns`: those of its `Namespace` object
@@ -349,6 +502,42 @@ mod tests {
         assert_eq!(r.ips, vec!["10.0.0.7".parse::<IpAddr>().unwrap()]);
         assert_eq!(r.backend_key, "app=x,tier=y");
         assert_eq!(r.ports, vec![Port { protocol: Protocol::Udp, port: 53 }]);
+    }
+
+    #[test]
+    fn timestamps_compare_as_instants() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some((0, 0)));
+        assert_eq!(parse_rfc3339("2024-02-29T12:00:00Z"), Some((1_709_208_000, 0)));
+        assert_eq!(parse_rfc3339("2024-02-29T14:00:00+02:00"), parse_rfc3339("2024-02-29T12:00:00Z"));
+        assert!(parse_rfc3339("2024-01-01T00:00:00Z") < parse_rfc3339("2024-01-01T00:00:00.5Z"));
+        for bad in [
+            "",
+            "2024-01-01",
+            "2024-13-01T00:00:00Z",
+            "2024-01-01T00:00:00",
+            "2024-01-01T00:00:00.Z",
+            "2024-01-01T00:00:00+0200",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+        let mk = |name: &str, created: Option<&str>| Service {
+            key: ServiceKey::new("n", name),
+            created: created.map(str::to_string),
+            class: None,
+            request: Ok(Request::default()),
+            fallback: Request::default(),
+            status_ips: vec![],
+        };
+        let mut v = vec![
+            mk("late", Some("2024-01-01T00:00:01Z")),
+            mk("half", Some("2024-01-01T00:00:00.5Z")),
+            mk("file-1", None),
+            mk("early", Some("2024-01-01T01:00:00+02:00")),
+            mk("file-2", None),
+        ];
+        sort_for_allocation(&mut v);
+        let names: Vec<&str> = v.iter().map(|s| s.key.name.as_str()).collect();
+        assert_eq!(names, ["file-1", "file-2", "early", "half", "late"]);
     }
 
     #[test]

@@ -327,3 +327,29 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn yaml_11_booleans_only_where_a_boolean_belongs() {
+    let y = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [10.0.0.0/24], autoAssign: no, avoidBuggyIPs: yes}\n---\n".to_string()
+        + L2_ALL
+        + "apiVersion: v1\nkind: Namespace\nmetadata: {name: n, labels: {team: off}}\n";
+    let r = load(&y);
+    let v = validate(&r).unwrap();
+    assert!(!v.config.pools[0].auto_assign);
+    assert!(v.config.pools[0].avoid_buggy_ips);
+    assert_eq!(r.namespaces[0].object.metadata.name.as_deref(), Some("n"), "`n` is a name, not false");
+    assert_eq!(r.namespaces[0].object.metadata.labels["team"], "off");
+}
+
+#[test]
+fn lists_must_not_repeat_names() {
+    let y = pool("a", &["10.0.0.0/24"])
+        + &format!("{HEAD}kind: L2Advertisement\nmetadata: {{name: l2}}\nspec: {{ipAddressPools: [a, a]}}\n");
+    assert_one(&errors(&y), "L2Advertisement", "l2", "spec.ipAddressPools[1]", "a", &["listed twice"]);
+}
+
+#[test]
+fn a_pool_avoid_buggy_ips_empties_is_flagged() {
+    let y = format!("{HEAD}kind: IPAddressPool\nmetadata: {{name: edge}}\nspec: {{addresses: [10.0.0.255/32, 10.0.1.0/32], avoidBuggyIPs: true}}\n---\n") + L2_ALL;
+    assert_one(&warnings(&y), "IPAddressPool", "edge", "spec.addresses", "", &["no usable address"]);
+}

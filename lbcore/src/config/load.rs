@@ -129,7 +129,7 @@ impl Resources {
 
     /// Reads the YAML documents in `text`, naming them after `file` in diagnostics.
     pub fn load_str(&mut self, file: &str, text: &str) {
-        let docs: Vec<Value> = match serde_saphyr::from_multiple(text) {
+        let docs: Vec<Value> = match serde_saphyr::from_multiple_with_options(text, yaml_options()) {
             Ok(d) => d,
             Err(e) => {
                 let src = Source { file: file.to_string(), doc: 0, item: None };
@@ -205,9 +205,21 @@ impl Resources {
                         return;
                     }
                 }
-                if name.is_empty() {
-                    self.errors.push(diag("metadata.name", "", "required".into()));
-                    return;
+                match map.get("metadata").and_then(|m| m.get("name")) {
+                    None | Some(Value::Null) => {
+                        self.errors.push(diag("metadata.name", "", "required".into()));
+                        return;
+                    }
+                    Some(Value::String(n)) if !n.is_empty() => {}
+                    Some(Value::String(_)) => {
+                        self.errors.push(diag("metadata.name", "", "must not be empty".into()));
+                        return;
+                    }
+                    Some(other) => {
+                        let msg = "must be a string (quote it: YAML reads this as a number or boolean)".into();
+                        self.errors.push(diag("metadata.name", &other.to_string(), msg));
+                        return;
+                    }
                 }
                 self.load_metallb(source.clone(), k, value, &diag);
             }
@@ -278,6 +290,24 @@ impl Resources {
     }
 }
 
+/// Parser options. Limits: the defaults (1,024 documents, 250k nodes) refuse real inputs such as
+/// `kubectl get svc -A -o yaml` of a large cluster; these allow 100k documents and 20M
+/// nodes, and keep the defaults that stop alias bombs (anchor copies, alias ratio) and deep
+/// nesting.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = 100_000;
+    budget.max_nodes = 20_000_000;
+    budget.max_events = 50_000_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    // YAML 1.2 booleans only, so `namespace: n` or `name: off` stay strings (Kubernetes'
+    // decoder keeps them strings for string fields); the bool fields of the raw types accept
+    // the YAML 1.1 spellings themselves (`raw::yaml_bool`).
+    options.strict_booleans = true;
+    options
+}
+
 /// Deserializes `value` into `T`, returning the paths of fields `T` does not have, or the
 /// JSON path and message of the first type error.
 fn typed<T: DeserializeOwned>(value: Value) -> Result<(T, Vec<String>), (String, String)> {
@@ -334,6 +364,28 @@ mod tests {
         assert_eq!(r.errors.len(), 1);
         let msg = r.errors[0].to_string();
         assert!(msg.contains("IPAddressPool \"a\"") && msg.contains("spec.addresses"), "{msg}");
+    }
+
+    #[test]
+    fn large_files_are_read() {
+        let mut text = String::from("apiVersion: v1\nkind: List\nitems:\n");
+        for i in 0..30_000 {
+            text.push_str(&format!("- {{apiVersion: v1, kind: Service, metadata: {{name: s{i}, namespace: n}}, spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}}}\n"));
+        }
+        let r = load(&text);
+        assert!(r.errors.is_empty(), "{:?}", r.errors.first());
+        assert_eq!(r.services.len(), 30_000);
+        let docs: String =
+            (0..2_000).map(|i| format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: n{i}}}\n---\n")).collect();
+        assert_eq!(load(&docs).namespaces.len(), 2_000);
+    }
+
+    #[test]
+    fn names_must_be_strings() {
+        let r = load("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: 1234}\nspec: {addresses: [10.0.0.0/24]}\n");
+        assert_eq!(r.errors.len(), 1);
+        assert_eq!((r.errors[0].field.as_str(), r.errors[0].value.as_str()), ("metadata.name", "1234"));
+        assert!(r.errors[0].message.contains("must be a string"));
     }
 
     #[test]

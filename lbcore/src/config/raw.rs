@@ -58,8 +58,10 @@ pub struct IpAddressPoolSpec {
     /// CIDRs (`10.0.0.0/24`) and ranges (`10.0.0.10-10.0.0.20`) of the pool.
     pub addresses: Vec<String>,
     /// Whether services may get addresses from the pool without asking for it (default true).
+    #[serde(deserialize_with = "yaml_opt_bool")]
     pub auto_assign: Option<bool>,
     /// Skip IPv4 addresses ending in `.0` or `.255`.
+    #[serde(deserialize_with = "yaml_bool")]
     #[serde(rename = "avoidBuggyIPs")]
     pub avoid_buggy_ips: bool,
     /// Which services may take addresses from the pool, and its priority.
@@ -175,15 +177,19 @@ pub struct BgpPeerSpec {
     /// BFD profile name.
     pub bfd_profile: Option<String>,
     /// Act as an RFC 4724 restarting speaker.
+    #[serde(deserialize_with = "yaml_bool")]
     pub enable_graceful_restart: bool,
     /// Allow a multi-hop eBGP session.
+    #[serde(deserialize_with = "yaml_bool")]
     pub ebgp_multi_hop: bool,
     /// VRF to peer from.
     pub vrf: Option<String>,
     /// Disable multiprotocol BGP (one session per address family).
+    #[serde(deserialize_with = "yaml_bool")]
     #[serde(rename = "disableMP")]
     pub disable_mp: bool,
     /// Announce both families over this session.
+    #[serde(deserialize_with = "yaml_bool")]
     pub dual_stack_address_family: bool,
 }
 
@@ -228,8 +234,10 @@ pub struct BfdProfileSpec {
     /// Echo interval, ms (10..=60000, default 50).
     pub echo_interval: Option<i64>,
     /// Enable echo mode.
+    #[serde(deserialize_with = "yaml_opt_bool")]
     pub echo_mode: Option<bool>,
     /// Passive mode.
+    #[serde(deserialize_with = "yaml_opt_bool")]
     pub passive_mode: Option<bool>,
     /// Minimum incoming TTL (1..=254, default 254).
     pub minimum_ttl: Option<i64>,
@@ -342,4 +350,29 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Str
         Raw::I(i) => i.to_string(),
         Raw::F(f) => f.to_string(),
     }))
+}
+
+/// Reads a boolean, also in the YAML 1.1 spellings Kubernetes' decoder accepts for boolean
+/// fields (`yes`/`no`, `on`/`off`, `y`/`n`, any case), since the loader parses YAML 1.2
+/// booleans only (see `load`).
+pub(crate) fn yaml_opt_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        B(bool),
+        S(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::B(b)) => Ok(Some(b)),
+        Some(Raw::S(s)) => match s.to_ascii_lowercase().as_str() {
+            "y" | "yes" | "on" | "true" => Ok(Some(true)),
+            "n" | "no" | "off" | "false" => Ok(Some(false)),
+            _ => Err(serde::de::Error::invalid_value(serde::de::Unexpected::Str(&s), &"a boolean (true or false)")),
+        },
+    }
+}
+
+fn yaml_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(yaml_opt_bool(d)?.unwrap_or(false))
 }

@@ -96,6 +96,16 @@ impl Cx {
         true
     }
 
+    /// Reports entries listed twice in a list of names (MetalLB refuses them).
+    fn no_duplicates(&mut self, at: At<'_>, field: &str, list: &[String]) {
+        let mut seen = BTreeSet::new();
+        for (i, v) in list.iter().enumerate() {
+            if !seen.insert(v) {
+                self.err(at, &format!("{field}[{i}]"), v, "listed twice");
+            }
+        }
+    }
+
     fn selectors(&mut self, at: At<'_>, field: &str, raw: &[raw::LabelSelector]) -> Vec<Selector> {
         let mut out = Vec::with_capacity(raw.len());
         for (i, s) in raw.iter().enumerate() {
@@ -147,6 +157,7 @@ impl Cx {
                 }
             }
             let allocation = spec.service_allocation.as_ref().map(|sa| {
+                self.no_duplicates(at, "spec.serviceAllocation.namespaces", &sa.namespaces);
                 if sa.priority < 0 {
                     self.err(at, "spec.serviceAllocation.priority", sa.priority, "must not be negative");
                 }
@@ -462,6 +473,7 @@ impl Cx {
         selectors: &[raw::LabelSelector],
         pools: &[Pool],
     ) -> PoolSelection {
+        self.no_duplicates(at, "spec.ipAddressPools", names);
         for (i, n) in names.iter().enumerate() {
             if !pools.iter().any(|p| &p.name == n) {
                 self.warn(
@@ -577,6 +589,8 @@ impl Cx {
                     self.warn(at, &field, c, "neither a community value (AA:NN, large:A:B:C) nor an alias defined by a Community in the loaded files");
                 }
             }
+            self.no_duplicates(at, "spec.peers", &s.peers);
+            self.no_duplicates(at, "spec.communities", &s.communities);
             for (i, p) in s.peers.iter().enumerate() {
                 if !peers.iter().any(|x| &x.name == p) {
                     self.warn(at, &format!("spec.peers[{i}]"), p, "no BGPPeer of this name in the loaded files");
@@ -644,7 +658,14 @@ impl Cx {
                     "no L2Advertisement or BGPAdvertisement selects this pool: its addresses would be assigned but never announced".into(),
                 ));
             }
-            let size: u128 = pool.ranges.iter().map(|r| r.size()).fold(0u128, |a, b| a.saturating_add(b));
+            let size = crate::ipam::usable_size(pool);
+            if size == 0 {
+                self.warnings.push(d(
+                    "spec.addresses",
+                    String::new(),
+                    "the pool has no usable address (avoidBuggyIPs skips every address in it)".into(),
+                ));
+            }
             if size == 1 && pool.auto_assign {
                 self.warnings.push(d(
                     "spec.autoAssign",

@@ -1,9 +1,11 @@
 //! Allocating a whole set of services at once, the way the controller does after a start:
-//! restore every existing assignment first, then allocate the rest in order.
+//! restore every existing assignment first, then allocate in order.
 //!
-//! Invariant: an address recorded in a service's status is never moved by this step unless
-//! it left every pool (then the service is allocated anew) or another service restored
-//! earlier holds it and they may not share (then the conflict is reported, not resolved).
+//! Invariants: an address recorded in a service's status is never moved by this step unless
+//! it left every pool, its pool no longer admits the service, or the service now asks for
+//! something else (then the service is allocated anew); a service whose request cannot be
+//! read keeps its address (a typo frees nothing); two restored claims on one address that may
+//! not share are reported, not resolved (the earlier service keeps it).
 
 use std::net::IpAddr;
 
@@ -12,30 +14,30 @@ use crate::config::Pool;
 use crate::service::Service;
 
 /// What happened to one service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
-    /// Its addresses (empty when it got none).
+    /// Its addresses now (possibly kept from before even when `error` is set).
     pub ips: Vec<IpAddr>,
     /// The pool of each address.
     pub pools: Vec<String>,
-    /// Why it got no (new) address, if it did not.
+    /// Why it did not get what it asks for, if it did not.
     pub error: Option<String>,
     /// A note for the user that is not an error (e.g. a restored address that left its pool).
     pub note: Option<String>,
 }
 
-/// Restores the status addresses of `services`, then allocates to every service without
-/// one, in the order given (see [`crate::service::sort_for_allocation`]). Services whose
-/// `loadBalancerClass` is set and differs from `class` are skipped with an error saying so.
+/// Restores the status addresses of `services`, then allocates to every service in the
+/// order given (see [`crate::service::sort_for_allocation`]). Services whose
+/// `loadBalancerClass` differs from `class` are left alone, with an error saying so.
 pub fn assign_all(pools: &[Pool], services: &[Service], class: Option<&str>) -> (Allocator, Vec<Outcome>) {
     let mut alloc = Allocator::new(pools);
-    let mut out: Vec<Outcome> =
-        services.iter().map(|_| Outcome { ips: vec![], pools: vec![], error: None, note: None }).collect();
+    let mut out: Vec<Outcome> = vec![Outcome::default(); services.len()];
     let ours = |s: &Service| s.class.as_deref() == class;
     for (svc, o) in services.iter().zip(out.iter_mut()) {
-        let (Ok(req), true, false) = (&svc.request, ours(svc), svc.status_ips.is_empty()) else {
+        if !ours(svc) || svc.status_ips.is_empty() {
             continue;
-        };
+        }
+        let req = svc.request.as_ref().unwrap_or(&svc.fallback);
         match alloc.restore(&svc.key, req, &svc.status_ips) {
             Ok(()) => {}
             Err(RestoreError::NotInPool(ip)) => {
@@ -45,9 +47,6 @@ pub fn assign_all(pools: &[Pool], services: &[Service], class: Option<&str>) -> 
         }
     }
     for (svc, o) in services.iter().zip(out.iter_mut()) {
-        if o.error.is_some() {
-            continue;
-        }
         if !ours(svc) {
             o.error = Some(match &svc.class {
                 Some(c) => format!("spec.loadBalancerClass is {c:?}: not served by lb (see --lb-class)"),
@@ -55,16 +54,16 @@ pub fn assign_all(pools: &[Pool], services: &[Service], class: Option<&str>) -> 
             });
             continue;
         }
-        match &svc.request {
-            Err(e) => o.error = Some(e.clone()),
-            Ok(req) => match alloc.allocate(&svc.key, req) {
-                Ok(ips) => {
-                    o.pools = alloc.assigned_pools(&svc.key).into_iter().map(str::to_string).collect();
-                    o.ips = ips;
-                }
-                Err(e) => o.error = Some(e.to_string()),
-            },
+        if o.error.is_none() {
+            let result = match &svc.request {
+                Err(e) => Err(e.to_string()),
+                Ok(req) => alloc.allocate(&svc.key, req).map(drop).map_err(|e| e.to_string()),
+            };
+            o.error = result.err();
         }
+        // What the service holds now: new addresses, or the ones it kept despite an error.
+        o.ips = alloc.assigned(&svc.key).unwrap_or_default();
+        o.pools = alloc.assigned_pools(&svc.key).into_iter().map(str::to_string).collect();
     }
     (alloc, out)
 }

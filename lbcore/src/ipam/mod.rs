@@ -8,6 +8,10 @@
 //! services are served; a dual-stack service takes both addresses from one pool when a pool
 //! can give both, otherwise from the first pool of each family.
 //!
+//! Files: `pool.rs` (one pool's address space and use), `table.rs` (services and address
+//! holders), `pick.rs` (choosing addresses, read-only), `batch.rs` (restore-then-allocate of
+//! a whole service set), `intervals.rs`, `range.rs`.
+//!
 //! Invariants:
 //! - Every assigned address lies in exactly one pool (pools never overlap, see
 //!   [`crate::config::validate`]) and is recorded in that pool's used set.
@@ -23,6 +27,8 @@
 
 pub mod batch;
 pub mod intervals;
+mod pick;
+mod pool;
 pub mod range;
 mod table;
 
@@ -30,10 +36,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 pub use intervals::IntervalSet;
+pub use pool::usable_size;
 pub use range::{AddrRange, Family, RangeError};
+pub use table::ShareRefusal;
 
 use crate::config::Pool;
 use crate::service::{FamilyPolicy, Request, ServiceKey};
+use pool::{fam_idx, PoolState};
 use table::{Addrs, Entry, Share, Table};
 
 /// Why a service got no address.
@@ -74,7 +83,7 @@ pub enum AllocError {
         /// A service holding it.
         by: ServiceKey,
         /// Why sharing is refused.
-        reason: String,
+        reason: ShareRefusal,
     },
     /// No pool may serve the service automatically.
     #[error("no pool with autoAssign admits this service")]
@@ -107,8 +116,11 @@ pub enum RestoreError {
         /// The service already holding it.
         by: ServiceKey,
         /// Why they may not share.
-        reason: String,
+        reason: ShareRefusal,
     },
+    /// The recorded addresses are not one per family.
+    #[error("recorded addresses {0:?} are not one per family")]
+    Families(Vec<IpAddr>),
 }
 
 /// Size and use of one pool.
@@ -120,120 +132,6 @@ pub struct PoolStats {
     pub size: u128,
     /// Addresses in use.
     pub assigned: u128,
-}
-
-/// One contiguous span of a pool, in ordinal space.
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    family: Family,
-    lo: u128,
-    hi: u128,
-}
-
-#[derive(Debug, Clone)]
-struct PoolState {
-    pool: Pool,
-    spans: Vec<Span>,
-    /// Used ordinals, IPv4 then IPv6.
-    used: [IntervalSet; 2],
-    size: u128,
-}
-
-fn fam_idx(f: Family) -> usize {
-    match f {
-        Family::V4 => 0,
-        Family::V6 => 1,
-    }
-}
-
-impl PoolState {
-    fn new(pool: Pool) -> Self {
-        let avoid = pool.avoid_buggy_ips;
-        let mut spans = Vec::new();
-        let mut size: u128 = 0;
-        for r in &pool.ranges {
-            let fam = r.family();
-            let (s, e) = (range::to_u128(r.start()), range::to_u128(r.end()));
-            let span = if avoid && fam == Family::V4 {
-                // First usable at or after s, last usable at or before e.
-                let lo = match s & 0xff {
-                    0 => s + 1,
-                    255 => s + 2,
-                    _ => s,
-                };
-                let hi = match e & 0xff {
-                    255 => e.checked_sub(1),
-                    0 => e.checked_sub(2),
-                    _ => Some(e),
-                };
-                match hi {
-                    Some(hi) if lo <= hi && lo <= u128::from(u32::MAX) => {
-                        Some(Span { family: fam, lo: to_ord(true, fam, lo), hi: to_ord(true, fam, hi) })
-                    }
-                    _ => None,
-                }
-            } else {
-                Some(Span { family: fam, lo: s, hi: e })
-            };
-            if let Some(sp) = span {
-                size = size.saturating_add((sp.hi - sp.lo).saturating_add(1));
-                spans.push(sp);
-            }
-        }
-        PoolState { pool, spans, used: [IntervalSet::new(), IntervalSet::new()], size }
-    }
-
-    fn avoid(&self) -> bool {
-        self.pool.avoid_buggy_ips
-    }
-
-    /// The ordinal of `ip` in this pool, or None if the pool does not use it.
-    fn ord_of(&self, ip: IpAddr) -> Option<u128> {
-        let fam = Family::of(ip);
-        let v = range::to_u128(ip);
-        if self.avoid() && fam == Family::V4 && matches!(v & 0xff, 0 | 255) {
-            return None;
-        }
-        let o = to_ord(self.avoid(), fam, v);
-        self.spans.iter().any(|s| s.family == fam && s.lo <= o && o <= s.hi).then_some(o)
-    }
-
-    fn ip_of(&self, fam: Family, o: u128) -> IpAddr {
-        range::from_u128(fam, from_ord(self.avoid(), fam, o))
-    }
-
-    fn has_family(&self, fam: Family) -> bool {
-        self.spans.iter().any(|s| s.family == fam)
-    }
-
-    /// The first free address of `fam`, in range order then address order.
-    fn first_free(&self, fam: Family) -> Option<IpAddr> {
-        let used = &self.used[fam_idx(fam)];
-        self.spans
-            .iter()
-            .filter(|s| s.family == fam)
-            .find_map(|s| used.first_free_from(s.lo).filter(|&o| o <= s.hi))
-            .map(|o| self.ip_of(fam, o))
-    }
-}
-
-/// IPv4 addresses of an `avoidBuggyIPs` pool map to `(addr >> 8) * 254 + (last octet - 1)`,
-/// which is monotonic and skips exactly the `.0` and `.255` addresses. Everything else maps
-/// to itself.
-fn to_ord(avoid: bool, fam: Family, v: u128) -> u128 {
-    if avoid && fam == Family::V4 {
-        (v >> 8) * 254 + (v & 0xff) - 1
-    } else {
-        v
-    }
-}
-
-fn from_ord(avoid: bool, fam: Family, o: u128) -> u128 {
-    if avoid && fam == Family::V4 {
-        ((o / 254) << 8) | (o % 254 + 1)
-    } else {
-        o
-    }
 }
 
 /// The address allocator. See the module documentation for its semantics and invariants.
@@ -286,23 +184,26 @@ impl Allocator {
         self.auto_order = order;
     }
 
-    /// Replaces the pools (a configuration change). Assignments whose addresses are still in
-    /// a pool stay where they are; services whose addresses left every pool are released and
-    /// returned, in key order, to be allocated anew.
+    /// Replaces the pools (a configuration change). Addresses still in a pool stay where
+    /// they are. Returns, in key order, the services that lost an address because it left
+    /// every pool: they keep their other address, if any, and must be allocated again
+    /// ([`Allocator::allocate`] keeps what survives where it can).
     pub fn update_pools(&mut self, pools: &[Pool]) -> Vec<ServiceKey> {
         let all = self.table.drain_sorted();
         self.by_sharing_key.clear();
         self.set_pools(pools);
-        let mut evicted = Vec::new();
+        let mut lost = Vec::new();
         for e in all {
-            let moved: Option<Vec<(IpAddr, usize)>> =
-                e.addrs.ips().map(|ip| self.pool_of(ip).map(|p| (ip, p))).collect();
-            match moved {
-                Some(addrs) => self.commit(&e.key, &addrs, e.share),
-                None => evicted.push((*e.key).clone()),
+            let survivors: Vec<(IpAddr, usize)> =
+                e.addrs.ips().filter_map(|ip| self.pool_of(ip).map(|p| (ip, p))).collect();
+            if survivors.len() < e.addrs.len() {
+                lost.push((*e.key).clone());
+            }
+            if !survivors.is_empty() {
+                self.commit(&e.key, &survivors, e.share);
             }
         }
-        evicted
+        lost
     }
 
     /// The auto-assign pool order: pools with a `serviceAllocation` first (those with a
@@ -353,15 +254,11 @@ impl Allocator {
 
     /// The pool index whose ranges hold `ip` and that uses it (not skipped by avoidBuggyIPs).
     fn pool_of(&self, ip: IpAddr) -> Option<usize> {
-        let fam = Family::of(ip);
-        let v = range::to_u128(ip);
-        let (_, &(end, idx)) = self.range_index.range(..=(fam, v)).next_back()?;
-        let (&(f, _), _) = self.range_index.range(..=(fam, v)).next_back()?;
-        (f == fam && v <= end && self.pools[idx].ord_of(ip).is_some()).then_some(idx)
+        self.range_owner(ip).filter(|&idx| self.pools[idx].ord_of(ip).is_some())
     }
 
     /// Why `share` may not join the current holders of `ip` (other than `key`).
-    fn sharing_refused(&self, key: &ServiceKey, ip: IpAddr, share: &Share) -> Option<(ServiceKey, String)> {
+    fn sharing_refused(&self, key: &ServiceKey, ip: IpAddr, share: &Share) -> Option<(ServiceKey, ShareRefusal)> {
         let mut others: Vec<&Entry> = self.table.holders(ip).filter(|e| *e.key != *key).collect();
         others.sort_by(|a, b| a.key.cmp(&b.key));
         others.into_iter().find_map(|e| share.refuses(&e.share).map(|r| ((*e.key).clone(), r)))
@@ -407,12 +304,22 @@ impl Allocator {
     }
 
     /// Restores an existing assignment (from Service status or a state file) without
-    /// choosing anything: the addresses must be in a pool and shareable with their current
-    /// holders. On error nothing changes for `key`.
+    /// choosing anything: the addresses (one per family) must be in a pool and shareable
+    /// with their current holders. On error nothing changes for `key`.
     pub fn restore(&mut self, key: &ServiceKey, req: &Request, ips: &[IpAddr]) -> Result<(), RestoreError> {
-        let share = Share::of(req);
-        let mut addrs = Vec::with_capacity(ips.len());
+        let mut uniq: Vec<IpAddr> = Vec::with_capacity(ips.len());
         for &ip in ips {
+            if !uniq.contains(&ip) {
+                uniq.push(ip);
+            }
+        }
+        let v4 = uniq.iter().filter(|ip| ip.is_ipv4()).count();
+        if v4 > 1 || uniq.len() - v4 > 1 {
+            return Err(RestoreError::Families(uniq));
+        }
+        let share = Share::of(req);
+        let mut addrs = Vec::with_capacity(uniq.len());
+        for ip in uniq {
             let p = self.pool_of(ip).ok_or(RestoreError::NotInPool(ip))?;
             if let Some((by, reason)) = self.sharing_refused(key, ip, &share) {
                 return Err(RestoreError::Conflict { ip, by, reason });
@@ -424,36 +331,22 @@ impl Allocator {
         Ok(())
     }
 
-    /// Gives `key` addresses for `req`, or keeps the ones it has if they still satisfy `req`.
-    /// When a new allocation fails, the service keeps its previous addresses (if it had any)
-    /// and the error says why the new request cannot be met.
+    /// Gives `key` addresses for `req`. A service keeps the addresses it has while they
+    /// still meet the request (completed with a missing family when its policy wants one);
+    /// otherwise it gets new ones. When a new allocation fails, the service keeps its
+    /// previous addresses (if it had any) and the error says why the request cannot be met.
     pub fn allocate(&mut self, key: &ServiceKey, req: &Request) -> Result<Vec<IpAddr>, AllocError> {
         let share = Share::of(req);
         let old = self.table.get(key).map(|e| (e.addrs, e.share.clone()));
-        if let Some((addrs, _)) = &old {
-            if self.satisfies(key, addrs, req, &share) {
-                let mut kept: Vec<(IpAddr, usize)> = addrs.iter().collect();
-                self.release(key);
-                // As MetalLB: a PreferDualStack service with one address gains the other
-                // family from the same pool as soon as that pool can give it.
-                if let (FamilyPolicy::PreferDualStack, &[(ip, p)]) = (req.policy, kept.as_slice()) {
-                    let other = match Family::of(ip) {
-                        Family::V4 => Family::V6,
-                        Family::V6 => Family::V4,
-                    };
-                    if let Some(more) = self.pick_in(p, other, key, &share) {
-                        kept.push((more, p));
-                        let first = req.families.first().copied().unwrap_or(Family::V4);
-                        kept.sort_by_key(|(ip, _)| Family::of(*ip) != first);
-                    }
-                }
-                self.commit(key, &kept, share);
-                return Ok(kept.into_iter().map(|(ip, _)| ip).collect());
-            }
-        }
+        let kept: Vec<(IpAddr, usize)> = old.as_ref().map(|(a, _)| a.iter().collect()).unwrap_or_default();
+        let keep = !kept.is_empty() && self.still_valid(key, &kept, req, &share);
         self.release(key);
-        let picked =
-            if req.ips.is_empty() { self.pick_auto(key, req, &share) } else { self.pick_requested(key, req, &share) };
+        let completed = if keep { self.complete(key, kept, req, &share) } else { None };
+        let picked = match completed {
+            Some(picks) => Ok(picks),
+            None if req.ips.is_empty() => self.pick_auto(key, req, &share),
+            None => self.pick_requested(key, req, &share),
+        };
         match picked {
             Ok(picks) => {
                 self.commit(key, &picks, share);
@@ -461,17 +354,19 @@ impl Allocator {
             }
             Err(e) => {
                 if let Some((addrs, share)) = old {
-                    let kept: Vec<(IpAddr, usize)> = addrs.iter().collect();
-                    self.commit(key, &kept, share);
+                    let back: Vec<(IpAddr, usize)> = addrs.iter().collect();
+                    self.commit(key, &back, share);
                 }
                 Err(e)
             }
         }
     }
 
-    /// Whether the current assignment still meets the request (so the service keeps it).
-    fn satisfies(&self, key: &ServiceKey, cur: &Addrs, req: &Request, share: &Share) -> bool {
-        let mut ips: Vec<IpAddr> = cur.ips().collect();
+    /// Whether the current addresses still meet the request, possibly short of a family:
+    /// the requested addresses exactly, the named pool, pools that admit the service, one
+    /// address per family and of an allowed family, and sharing still allowed.
+    fn still_valid(&self, key: &ServiceKey, cur: &[(IpAddr, usize)], req: &Request, share: &Share) -> bool {
+        let mut ips: Vec<IpAddr> = cur.iter().map(|&(ip, _)| ip).collect();
         ips.sort();
         if !req.ips.is_empty() {
             let mut want = req.ips.clone();
@@ -480,159 +375,64 @@ impl Allocator {
                 return false;
             }
         }
-        if let Some(want) = &req.pool {
-            if cur.iter().any(|(_, p)| &self.pools[p].pool.name != want) {
-                return false;
-            }
+        if cur.iter().any(|&(_, p)| req.pool.as_ref().is_some_and(|w| *w != self.pools[p].pool.name)) {
+            return false;
+        }
+        if cur.iter().any(|&(_, p)| !self.admits(p, key, req)) {
+            return false;
         }
         let fams: BTreeSet<Family> = ips.iter().map(|&ip| Family::of(ip)).collect();
-        let families_ok = match req.policy {
-            FamilyPolicy::SingleStack => cur.len() == 1 && req.families.first().is_none_or(|f| fams.contains(f)),
-            FamilyPolicy::PreferDualStack => cur.len() > 0 && fams.len() == cur.len(),
-            FamilyPolicy::RequireDualStack => cur.len() == 2 && fams.len() == 2,
-        };
+        let families_ok = fams.len() == ips.len()
+            && match req.policy {
+                FamilyPolicy::SingleStack => ips.len() == 1 && req.families.first().is_none_or(|f| fams.contains(f)),
+                _ => req.families.is_empty() || fams.iter().all(|g| req.families.contains(g)),
+            };
         families_ok && ips.iter().all(|&ip| self.sharing_refused(key, ip, share).is_none())
     }
 
-    fn admits(&self, p: usize, key: &ServiceKey, req: &Request) -> bool {
-        self.pools[p]
-            .pool
-            .allocation
-            .as_ref()
-            .is_none_or(|a| a.admits(&key.namespace, &req.namespace_labels, &req.labels))
-    }
-
-    fn pick_requested(
-        &self,
-        key: &ServiceKey,
-        req: &Request,
-        share: &Share,
-    ) -> Result<Vec<(IpAddr, usize)>, AllocError> {
-        let mut out = Vec::new();
-        for &ip in &req.ips {
-            let p = match self.pool_of(ip) {
-                Some(p) => p,
-                None => {
-                    // In a pool's ranges but skipped by avoidBuggyIPs?
-                    let fam = Family::of(ip);
-                    let v = range::to_u128(ip);
-                    let buggy = self
-                        .range_index
-                        .range(..=(fam, v))
-                        .next_back()
-                        .filter(|((f, _), (end, _))| *f == fam && v <= *end);
-                    return Err(match buggy {
-                        Some((_, &(_, idx))) => AllocError::Buggy { ip, pool: self.pools[idx].pool.name.clone() },
-                        None => AllocError::NotInPool(ip),
-                    });
-                }
-            };
-            let name = &self.pools[p].pool.name;
-            if let Some(want) = &req.pool {
-                if want != name {
-                    return Err(AllocError::WrongPool { ip, pool: name.clone(), wanted: want.clone() });
-                }
+    /// Checks every invariant of the allocator's state; panics with what broke. For tests.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        use std::collections::BTreeMap;
+        let mut holders: BTreeMap<IpAddr, Vec<&Entry>> = BTreeMap::new();
+        for e in self.table.entries() {
+            assert_eq!(
+                self.table.get(&e.key).map(|x| x.addrs),
+                Some(e.addrs),
+                "index and slots disagree for {}",
+                e.key
+            );
+            let fams: BTreeSet<Family> = e.addrs.ips().map(Family::of).collect();
+            assert_eq!(fams.len(), e.addrs.len(), "{} holds two addresses of one family", e.key);
+            for (ip, p) in e.addrs.iter() {
+                assert_eq!(self.pool_of(ip), Some(p), "{ip} of {} is not in its pool", e.key);
+                holders.entry(ip).or_default().push(e);
             }
-            if !self.admits(p, key, req) {
-                return Err(AllocError::PoolNotAllowed(name.clone()));
-            }
-            if let Some((by, reason)) = self.sharing_refused(key, ip, share) {
-                return Err(AllocError::InUse { ip, by, reason });
-            }
-            out.push((ip, p));
         }
-        Ok(out)
-    }
-
-    /// The first address of `fam` in pool `p` that `key` may take: an address already
-    /// shared under its sharing key (so sharing services really share), else a free one.
-    fn pick_in(&self, p: usize, fam: Family, key: &ServiceKey, share: &Share) -> Option<IpAddr> {
-        if let Some(k) = &share.key {
-            if let Some(ips) = self.by_sharing_key.get(&**k) {
-                let shared = ips.iter().copied().find(|&ip| {
-                    Family::of(ip) == fam
-                        && self.pool_of(ip) == Some(p)
-                        && self.sharing_refused(key, ip, share).is_none()
-                });
-                if shared.is_some() {
-                    return shared;
+        assert_eq!(holders.len(), self.table.addresses(), "holder map has stale addresses");
+        for (ip, hs) in &holders {
+            let mut listed: Vec<&ServiceKey> = self.table.holders(*ip).map(|e| &*e.key).collect();
+            let mut want: Vec<&ServiceKey> = hs.iter().map(|e| &*e.key).collect();
+            listed.sort();
+            want.sort();
+            assert_eq!(listed, want, "holders of {ip}");
+            for (i, a) in hs.iter().enumerate() {
+                for b in &hs[i + 1..] {
+                    assert_eq!(a.share.refuses(&b.share), None, "{} and {} share {ip} illegally", a.key, b.key);
                 }
             }
         }
-        self.pools[p].first_free(fam)
-    }
-
-    fn pick_auto(&self, key: &ServiceKey, req: &Request, share: &Share) -> Result<Vec<(IpAddr, usize)>, AllocError> {
-        let candidates: Vec<usize> = match &req.pool {
-            Some(name) => {
-                let &p = self.by_name.get(name).ok_or_else(|| AllocError::UnknownPool(name.clone()))?;
-                if !self.admits(p, key, req) {
-                    return Err(AllocError::PoolNotAllowed(name.clone()));
-                }
-                vec![p]
-            }
-            None => self.auto_order.iter().copied().filter(|&p| self.admits(p, key, req)).collect(),
-        };
-        if candidates.is_empty() {
-            return Err(AllocError::NoPool);
-        }
-        let first_of = |fam: Family| -> Result<(IpAddr, usize), AllocError> {
-            let with_fam: Vec<usize> = candidates.iter().copied().filter(|&p| self.pools[p].has_family(fam)).collect();
-            if with_fam.is_empty() {
-                return Err(AllocError::NoFamily(fam));
-            }
-            with_fam.iter().find_map(|&p| self.pick_in(p, fam, key, share).map(|ip| (ip, p))).ok_or_else(|| {
-                AllocError::Exhausted {
-                    family: fam,
-                    pools: with_fam.iter().map(|&p| self.pools[p].pool.name.clone()).collect(),
-                }
-            })
-        };
-        match req.policy {
-            FamilyPolicy::SingleStack => match req.families.first() {
-                Some(&fam) => Ok(vec![first_of(fam)?]),
-                None => {
-                    // Unspecified family (a file without ipFamilies): the first pool that has
-                    // a free address, IPv4 before IPv6 within a pool.
-                    for &p in &candidates {
-                        for fam in [Family::V4, Family::V6] {
-                            if let Some(ip) = self.pick_in(p, fam, key, share) {
-                                return Ok(vec![(ip, p)]);
-                            }
-                        }
-                    }
-                    let fam = if candidates.iter().any(|&p| self.pools[p].has_family(Family::V4)) {
-                        Family::V4
-                    } else {
-                        Family::V6
-                    };
-                    Err(first_of(fam).err().unwrap_or(AllocError::NoPool))
-                }
-            },
-            FamilyPolicy::PreferDualStack | FamilyPolicy::RequireDualStack => {
-                let order = match req.families.as_slice() {
-                    [a, b] => [*a, *b],
-                    [Family::V6] => [Family::V6, Family::V4],
-                    _ => [Family::V4, Family::V6],
-                };
-                // One pool with both families first.
-                for &p in &candidates {
-                    if let (Some(a), Some(b)) =
-                        (self.pick_in(p, order[0], key, share), self.pick_in(p, order[1], key, share))
-                    {
-                        return Ok(vec![(a, p), (b, p)]);
-                    }
-                }
-                let (a, b) = (first_of(order[0]), first_of(order[1]));
-                match (req.policy, a, b) {
-                    (_, Ok(a), Ok(b)) => Ok(vec![a, b]),
-                    (FamilyPolicy::PreferDualStack, Ok(a), Err(_)) | (FamilyPolicy::PreferDualStack, Err(_), Ok(a)) => {
-                        Ok(vec![a])
-                    }
-                    (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+        let used: u128 = self.pools.iter().map(|p| p.used[0].len() + p.used[1].len()).sum();
+        assert_eq!(used, holders.len() as u128, "pool used sets disagree with holders");
+        let mut by_key: HashMap<String, BTreeSet<IpAddr>> = HashMap::new();
+        for (ip, hs) in &holders {
+            for e in hs {
+                if let Some(k) = &e.share.key {
+                    by_key.entry(k.to_string()).or_default().insert(*ip);
                 }
             }
         }
+        assert_eq!(by_key, self.by_sharing_key, "sharing-key index is stale");
     }
 }
 

@@ -89,6 +89,9 @@ pub enum RangeError {
     /// A range from one family to the other.
     #[error("range mixes IPv4 and IPv6 addresses")]
     MixedFamilies,
+    /// An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) in a pool.
+    #[error("{0} is an IPv4-mapped IPv6 address; write the IPv4 address ({mapped})", mapped = .0.to_canonical())]
+    Mapped(IpAddr),
     /// A CIDR with bits set after the prefix.
     #[error("host bits are set; the network is {network}")]
     HostBits {
@@ -196,7 +199,13 @@ impl fmt::Display for AddrRange {
 
 fn parse_ip(s: &str) -> Result<IpAddr, RangeError> {
     let s = s.trim();
-    s.parse().map_err(|_| RangeError::BadAddress(s.to_string()))
+    let ip: IpAddr = s.parse().map_err(|_| RangeError::BadAddress(s.to_string()))?;
+    // Go (and so MetalLB) reads ::ffff:a.b.c.d as IPv4; rather than guess, ask for the IPv4
+    // form, so a pool is never silently of the other family.
+    if ip.is_ipv6() && ip.to_canonical().is_ipv4() {
+        return Err(RangeError::Mapped(ip));
+    }
+    Ok(ip)
 }
 
 #[cfg(test)]
@@ -230,6 +239,7 @@ mod tests {
         assert_eq!(AddrRange::parse("10.0.0.300/24"), Err(RangeError::BadAddress("10.0.0.300".into())));
         assert_eq!(AddrRange::parse("10.0.0.1"), Err(RangeError::BareAddress(ip("10.0.0.1"))));
         assert_eq!(AddrRange::parse(""), Err(RangeError::Malformed));
+        assert_eq!(AddrRange::parse("::ffff:10.0.0.0/120"), Err(RangeError::Mapped(ip("::ffff:10.0.0.0"))));
     }
 
     #[test]

@@ -32,24 +32,45 @@ impl Share {
     }
 
     /// Why `self` may not share an address with `other`, if it may not.
-    pub fn refuses(&self, other: &Share) -> Option<String> {
+    pub fn refuses(&self, other: &Share) -> Option<ShareRefusal> {
         match (&self.key, &other.key) {
-            (None, _) | (_, None) => return Some("both services need the same metallb.io/allow-shared-ip key".into()),
-            (Some(a), Some(b)) if a != b => return Some(format!("sharing keys differ ({a:?} and {b:?})")),
+            (None, _) | (_, None) => return Some(ShareRefusal::NoKey),
+            (Some(a), Some(b)) if a != b => {
+                return Some(ShareRefusal::KeysDiffer { ours: a.to_string(), theirs: b.to_string() })
+            }
             _ => {}
         }
         if self.backend != other.backend {
-            return Some(
-                "externalTrafficPolicy Local services must have the same pod selector (and Cluster ones cannot share with Local ones)"
-                    .into(),
-            );
+            return Some(ShareRefusal::BackendsDiffer);
         }
-        let clash: Vec<String> = self.ports.iter().filter(|p| other.ports.contains(p)).map(|p| p.to_string()).collect();
+        let clash: Vec<Port> = self.ports.iter().filter(|p| other.ports.contains(p)).copied().collect();
         if !clash.is_empty() {
-            return Some(format!("both use port {}", clash.join(", ")));
+            return Some(ShareRefusal::Ports(clash));
         }
         None
     }
+}
+
+/// Why two services may not share an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShareRefusal {
+    /// One of them has no sharing key.
+    #[error("both services need the same metallb.io/allow-shared-ip key")]
+    NoKey,
+    /// Their sharing keys differ.
+    #[error("sharing keys differ ({ours:?} and {theirs:?})")]
+    KeysDiffer {
+        /// The key of the service asking.
+        ours: String,
+        /// The key of the service holding the address.
+        theirs: String,
+    },
+    /// Their backend keys differ.
+    #[error("externalTrafficPolicy Local services must have the same pod selector, and Cluster ones cannot share with Local ones")]
+    BackendsDiffer,
+    /// They use the same protocol and port.
+    #[error("both use port {}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "))]
+    Ports(Vec<Port>),
 }
 
 /// Up to two addresses (one per family), each with its pool index, inline.
@@ -192,6 +213,18 @@ impl Table {
             }
         }
         Some((entry, freed))
+    }
+
+    /// Every live entry, in slot order.
+    #[cfg(test)]
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.slots.iter().flatten()
+    }
+
+    /// Number of addresses with at least one holder.
+    #[cfg(test)]
+    pub fn addresses(&self) -> usize {
+        self.holders.len()
     }
 
     /// Removes every entry and returns them in key order.
