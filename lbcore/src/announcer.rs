@@ -120,6 +120,9 @@ pub trait Announcer: Send + Sync {
     /// What is really announced now.
     fn status(&self) -> AnnouncerStatus;
 
-    /// Stop announcing everything (planned shutdown).
+    /// Planned shutdown. An announcer stops announcing: the L2 responder stops answering at
+    /// once, the BGP speaker withdraws its routes (NOTIFICATION Cease / Administrative
+    /// Shutdown), except toward a peer with graceful restart enabled, where it closes
+    /// without withdrawing so the router keeps the routes for the restart time (RFC 4724).
     async fn shutdown(&self) -> Result<(), AnnounceError>;
 }

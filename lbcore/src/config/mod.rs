@@ -25,7 +25,7 @@ use std::fmt;
 
 pub use community::Community;
 pub use load::{load_paths, Loaded, Resources, Source};
-pub use selector::{Labels, Selector};
+pub use selector::{Labels, Selector, SelectorError};
 pub use types::*;
 pub use validate::{validate, Validated};
 

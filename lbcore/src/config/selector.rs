@@ -32,15 +32,30 @@ enum Op {
     DoesNotExist,
 }
 
+/// Why a label selector is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SelectorError {
+    /// The sub-field, relative to the selector (`matchExpressions[0].operator`).
+    pub field: String,
+    /// The offending value, or empty.
+    pub value: String,
+    /// What is wrong.
+    pub message: String,
+}
+
 impl Selector {
-    /// Checks a raw selector. The error names the sub-field (`matchExpressions[0].operator`)
-    /// and says what is wrong.
-    pub fn from_raw(raw: &raw::LabelSelector) -> Result<Self, (String, String, String)> {
+    /// Checks a raw selector. The error names the sub-field and says what is wrong.
+    pub fn from_raw(raw: &raw::LabelSelector) -> Result<Self, SelectorError> {
         let mut requirements = Vec::with_capacity(raw.match_expressions.len());
         for (i, e) in raw.match_expressions.iter().enumerate() {
-            let field = |f: &str| format!("matchExpressions[{i}].{f}");
+            let err = |f: &str, value: String, message: String| SelectorError {
+                field: format!("matchExpressions[{i}].{f}"),
+                value,
+                message,
+            };
             if e.key.is_empty() {
-                return Err((field("key"), String::new(), "must not be empty".into()));
+                return Err(err("key", String::new(), "must not be empty".into()));
             }
             let values: BTreeSet<String> = e.values.iter().cloned().collect();
             let op = match e.operator.as_str() {
@@ -49,27 +64,16 @@ impl Selector {
                 "Exists" => Op::Exists,
                 "DoesNotExist" => Op::DoesNotExist,
                 other => {
-                    return Err((
-                        field("operator"),
-                        other.to_string(),
-                        "must be one of In, NotIn, Exists, DoesNotExist".into(),
-                    ))
+                    let msg = "must be one of In, NotIn, Exists, DoesNotExist".into();
+                    return Err(err("operator", other.to_string(), msg));
                 }
             };
             match &op {
                 Op::In(v) | Op::NotIn(v) if v.is_empty() => {
-                    return Err((
-                        field("values"),
-                        String::new(),
-                        format!("must not be empty for operator {}", e.operator),
-                    ))
+                    return Err(err("values", String::new(), format!("must not be empty for operator {}", e.operator)))
                 }
                 Op::Exists | Op::DoesNotExist if !e.values.is_empty() => {
-                    return Err((
-                        field("values"),
-                        e.values.join(","),
-                        format!("must be empty for operator {}", e.operator),
-                    ))
+                    return Err(err("values", e.values.join(","), format!("must be empty for operator {}", e.operator)))
                 }
                 _ => {}
             }
@@ -146,8 +150,8 @@ mod tests {
     fn rejects_malformed_requirements() {
         let bad_op = raw::LabelSelector { match_expressions: vec![req("a", "Equals", &["x"])], ..Default::default() };
         let err = Selector::from_raw(&bad_op).unwrap_err();
-        assert_eq!((err.0.as_str(), err.1.as_str()), ("matchExpressions[0].operator", "Equals"));
+        assert_eq!((err.field.as_str(), err.value.as_str()), ("matchExpressions[0].operator", "Equals"));
         let no_values = raw::LabelSelector { match_expressions: vec![req("a", "In", &[])], ..Default::default() };
-        assert_eq!(Selector::from_raw(&no_values).unwrap_err().0, "matchExpressions[0].values");
+        assert_eq!(Selector::from_raw(&no_values).unwrap_err().field, "matchExpressions[0].values");
     }
 }

@@ -13,10 +13,12 @@ use std::time::Duration;
 use super::load::{Loaded, Resources, Source};
 use super::raw::{self, Object};
 use super::{
-    duration, BfdProfile, BgpAdvertisement, BgpPeer, Community, Config, Diagnostic, L2Advertisement, Password,
-    PeerAddress, PeerAsn, Pool, PoolAllocation, PoolSelection, Selector,
+    duration, BfdProfile, BgpAdvertisement, BgpPeer, Community, Config, Diagnostic, L2Advertisement, Pool,
+    PoolAllocation, PoolSelection, Selector,
 };
 use crate::ipam::{AddrRange, Family, RangeError};
+
+mod peer;
 
 /// A configuration that passed validation, and the warnings found on the way.
 #[derive(Debug, Clone)]
@@ -111,7 +113,7 @@ impl Cx {
         for (i, s) in raw.iter().enumerate() {
             match Selector::from_raw(s) {
                 Ok(sel) => out.push(sel),
-                Err((sub, value, msg)) => self.err(at, &format!("{field}[{i}].{sub}"), value, msg),
+                Err(e) => self.err(at, &format!("{field}[{i}].{}", e.field), e.value, e.message),
             }
         }
         out
@@ -303,167 +305,6 @@ impl Cx {
                 None
             }
         }
-    }
-
-    fn peers(&mut self, raw: &[Loaded<Object<raw::BgpPeerSpec>>], bfd: &[BfdProfile]) -> Vec<BgpPeer> {
-        let mut seen = BTreeMap::new();
-        let mut out = Vec::new();
-        for o in raw {
-            let at = at(o, "BGPPeer");
-            if !self.unique(&mut seen, at) {
-                continue;
-            }
-            let s = &o.object.spec;
-            let errors_before = self.errors.len();
-            let my_asn = s.my_asn.unwrap_or(0);
-            if my_asn == 0 {
-                self.err(at, "spec.myASN", s.my_asn.map(|a| a.to_string()).unwrap_or_default(), "required, and not 0");
-            }
-            let peer_asn = match (s.peer_asn.filter(|&a| a != 0), s.dynamic_asn.as_deref().filter(|d| !d.is_empty())) {
-                (Some(_), Some(d)) => {
-                    self.err(at, "spec.dynamicASN", d, "set either peerASN or dynamicASN, not both");
-                    PeerAsn::External
-                }
-                (Some(a), None) => PeerAsn::Fixed(a),
-                (None, Some("internal")) => PeerAsn::Internal,
-                (None, Some("external")) => PeerAsn::External,
-                (None, Some(d)) => {
-                    self.err(at, "spec.dynamicASN", d, "must be internal or external");
-                    PeerAsn::External
-                }
-                (None, None) => {
-                    self.err(at, "spec.peerASN", "", "required (or set dynamicASN: internal|external)");
-                    PeerAsn::External
-                }
-            };
-            let address = match (
-                self.ip(at, "spec.peerAddress", &s.peer_address),
-                s.interface.as_deref().filter(|i| !i.is_empty()),
-            ) {
-                (Some(_), Some(i)) => {
-                    self.err(at, "spec.interface", i, "set either peerAddress or interface, not both");
-                    PeerAddress::Interface(i.to_string())
-                }
-                (Some(ip), None) => PeerAddress::Ip(ip),
-                (None, Some(i)) => PeerAddress::Interface(i.to_string()),
-                (None, None) => {
-                    if s.peer_address.as_deref().unwrap_or_default().is_empty() {
-                        self.err(at, "spec.peerAddress", "", "required (or set interface for BGP unnumbered)");
-                    }
-                    PeerAddress::Interface(String::new())
-                }
-            };
-            let port = match s.peer_port {
-                None => 179,
-                Some(p) if (1..=16384).contains(&p) => p as u16,
-                Some(p) => {
-                    self.err(at, "spec.peerPort", p, "must be between 1 and 16384");
-                    179
-                }
-            };
-            let source_address = self.ip(at, "spec.sourceAddress", &s.source_address);
-            let router_id = match self.ip(at, "spec.routerID", &s.router_id) {
-                Some(IpAddr::V4(a)) => Some(a),
-                Some(IpAddr::V6(a)) => {
-                    self.err(at, "spec.routerID", a, "a router ID is an IPv4 address");
-                    None
-                }
-                None => None,
-            };
-            let hold_time = self.duration(at, "spec.holdTime", &s.hold_time);
-            let keepalive_time = self.duration(at, "spec.keepaliveTime", &s.keepalive_time);
-            let connect_time = self.duration(at, "spec.connectTime", &s.connect_time);
-            if let Some(h) = hold_time {
-                // RFC 4271 §4.2: the hold time is 0 or at least three seconds.
-                if h != Duration::ZERO && h < Duration::from_secs(3) {
-                    self.err(
-                        at,
-                        "spec.holdTime",
-                        s.hold_time.as_deref().unwrap_or_default(),
-                        "must be 0 or at least 3s (RFC 4271 §4.2)",
-                    );
-                }
-            }
-            // Only one timer set: the other follows (hold = 3 × keepalive, keepalive = hold / 3).
-            if let (Some(k), Some(h)) = (keepalive_time, hold_time) {
-                if k > h {
-                    let msg = format!(
-                        "keepaliveTime must not exceed holdTime ({})",
-                        s.hold_time.as_deref().unwrap_or_default()
-                    );
-                    self.err(at, "spec.keepaliveTime", s.keepalive_time.as_deref().unwrap_or_default(), msg);
-                }
-            }
-            if let Some(c) = connect_time {
-                if !(Duration::from_secs(1)..=Duration::from_secs(65535)).contains(&c) {
-                    self.err(
-                        at,
-                        "spec.connectTime",
-                        s.connect_time.as_deref().unwrap_or_default(),
-                        "must be between 1s and 65535s",
-                    );
-                }
-            }
-            if s.ebgp_multi_hop
-                && (matches!(peer_asn, PeerAsn::Fixed(a) if a == my_asn) || peer_asn == PeerAsn::Internal)
-            {
-                self.err(
-                    at,
-                    "spec.ebgpMultiHop",
-                    "true",
-                    "eBGP multi-hop makes no sense on an iBGP session (myASN = peerASN)",
-                );
-            }
-            let password = match (s.password.as_deref().filter(|p| !p.is_empty()), &s.password_secret) {
-                (Some(_), Some(_)) => {
-                    self.err(at, "spec.passwordSecret", "", "set either password or passwordSecret, not both");
-                    None
-                }
-                (Some(p), None) => Some(Password::Inline(p.to_string())),
-                (None, Some(sec)) => match (sec.name.as_deref().filter(|n| !n.is_empty()), sec.namespace.as_deref()) {
-                    (Some(n), ns) => Some(Password::Secret { name: n.to_string(), namespace: ns.map(str::to_string) }),
-                    // `passwordSecret: {}` (as MetalLB's configmaptocrs writes it) means none.
-                    (None, None) => None,
-                    (None, Some(_)) => {
-                        self.err(at, "spec.passwordSecret.name", "", "required when passwordSecret is set");
-                        None
-                    }
-                },
-                (None, None) => None,
-            };
-            let bfd_profile = s.bfd_profile.clone().filter(|b| !b.is_empty());
-            if let Some(b) = &bfd_profile {
-                if !bfd.iter().any(|p| &p.name == b) {
-                    self.warn(at, "spec.bfdProfile", b, "no BFDProfile of this name in the loaded files");
-                }
-            }
-            let node_selectors = self.selectors(at, "spec.nodeSelectors", &s.node_selectors);
-            if self.errors.len() > errors_before {
-                continue;
-            }
-            out.push(BgpPeer {
-                name: at.name.to_string(),
-                my_asn,
-                peer_asn,
-                address,
-                port,
-                source_address,
-                router_id,
-                hold_time,
-                keepalive_time,
-                connect_time,
-                node_selectors,
-                password,
-                bfd_profile,
-                graceful_restart: s.enable_graceful_restart,
-                ebgp_multi_hop: s.ebgp_multi_hop,
-                vrf: s.vrf.clone().filter(|v| !v.is_empty()),
-                disable_mp: s.disable_mp,
-                dual_stack_address_family: s.dual_stack_address_family,
-            });
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        out
     }
 
     fn pool_selection(
