@@ -108,6 +108,22 @@ impl Cx {
         }
     }
 
+    /// The objects of one kind whose name is not taken by an earlier one (duplicates are
+    /// reported), with where each was read.
+    fn unique_objects<'a, S>(
+        &mut self,
+        raw: &'a [Loaded<Object<S>>],
+        kind: &'static str,
+    ) -> Vec<(At<'a>, &'a Object<S>)> {
+        let mut seen = BTreeMap::new();
+        raw.iter()
+            .filter_map(|o| {
+                let at = at(o, kind);
+                self.unique(&mut seen, at).then_some((at, &o.object))
+            })
+            .collect()
+    }
+
     fn selectors(&mut self, at: At<'_>, field: &str, raw: &[raw::LabelSelector]) -> Vec<Selector> {
         let mut out = Vec::with_capacity(raw.len());
         for (i, s) in raw.iter().enumerate() {
@@ -120,16 +136,11 @@ impl Cx {
     }
 
     fn pools(&mut self, raw: &[Loaded<Object<raw::IpAddressPoolSpec>>]) -> Vec<Pool> {
-        let mut seen = BTreeMap::new();
         let mut pools = Vec::new();
         // (range, pool name, field) of every entry, for the overlap sweep.
         let mut entries: Vec<(AddrRange, At<'_>, String)> = Vec::new();
-        for o in raw {
-            let at = at(o, "IPAddressPool");
-            if !self.unique(&mut seen, at) {
-                continue;
-            }
-            let spec = &o.object.spec;
+        for (at, o) in self.unique_objects(raw, "IPAddressPool") {
+            let spec = &o.spec;
             if spec.addresses.is_empty() {
                 self.err(at, "spec.addresses", "", "a pool needs at least one CIDR or range");
             }
@@ -181,7 +192,7 @@ impl Cx {
             self.pool_sources.insert(at.name.to_string(), at.source.clone());
             pools.push(Pool {
                 name: at.name.to_string(),
-                labels: o.object.metadata.labels.clone(),
+                labels: o.metadata.labels.clone(),
                 ranges,
                 auto_assign: spec.auto_assign.unwrap_or(true),
                 avoid_buggy_ips: spec.avoid_buggy_ips,
@@ -216,14 +227,9 @@ impl Cx {
     }
 
     fn communities(&mut self, raw: &[Loaded<Object<raw::CommunitySpec>>]) -> BTreeMap<String, Community> {
-        let mut seen = BTreeMap::new();
         let mut aliases: BTreeMap<String, (Community, String)> = BTreeMap::new();
-        for o in raw {
-            let at = at(o, "Community");
-            if !self.unique(&mut seen, at) {
-                continue;
-            }
-            for (i, alias) in o.object.spec.communities.iter().enumerate() {
+        for (at, o) in self.unique_objects(raw, "Community") {
+            for (i, alias) in o.spec.communities.iter().enumerate() {
                 let field = format!("spec.communities[{i}]");
                 if alias.name.is_empty() {
                     self.err(at, &format!("{field}.name"), "", "an alias needs a name");
@@ -251,14 +257,9 @@ impl Cx {
     }
 
     fn bfd_profiles(&mut self, raw: &[Loaded<Object<raw::BfdProfileSpec>>]) -> Vec<BfdProfile> {
-        let mut seen = BTreeMap::new();
         let mut out = Vec::new();
-        for o in raw {
-            let at = at(o, "BFDProfile");
-            if !self.unique(&mut seen, at) {
-                continue;
-            }
-            let s = &o.object.spec;
+        for (at, o) in self.unique_objects(raw, "BFDProfile") {
+            let s = &o.spec;
             let mut num = |field: &str, v: Option<i64>, min: i64, max: i64, default: u32| -> u32 {
                 match v {
                     None => default,
@@ -336,14 +337,9 @@ impl Cx {
         raw: &[Loaded<Object<raw::L2AdvertisementSpec>>],
         pools: &[Pool],
     ) -> Vec<L2Advertisement> {
-        let mut seen = BTreeMap::new();
         let mut out = Vec::new();
-        for o in raw {
-            let at = at(o, "L2Advertisement");
-            if !self.unique(&mut seen, at) {
-                continue;
-            }
-            let s = &o.object.spec;
+        for (at, o) in self.unique_objects(raw, "L2Advertisement") {
+            let s = &o.spec;
             for (i, ifname) in s.interfaces.iter().enumerate() {
                 if ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ' ']) {
                     self.err(
@@ -384,14 +380,9 @@ impl Cx {
         aliases: &BTreeMap<String, Community>,
         peers: &[BgpPeer],
     ) -> Vec<BgpAdvertisement> {
-        let mut seen = BTreeMap::new();
         let mut out = Vec::new();
-        for o in raw {
-            let at = at(o, "BGPAdvertisement");
-            if !self.unique(&mut seen, at) {
-                continue;
-            }
-            let s = &o.object.spec;
+        for (at, o) in self.unique_objects(raw, "BGPAdvertisement") {
+            let s = &o.spec;
             let mut len = |field: &str, v: Option<i64>, min: u8, max: u8| -> u8 {
                 match v {
                     None => max,

@@ -1,10 +1,9 @@
 //! Validation of `BGPPeer` objects, one helper per group of fields.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::{at, At, Cx};
+use super::{At, Cx};
 use crate::config::load::Loaded;
 use crate::config::raw::{self, Object};
 use crate::config::{BfdProfile, BgpPeer, Password, PeerAddress, PeerAsn};
@@ -18,15 +17,10 @@ struct Timers {
 
 impl Cx {
     pub(super) fn peers(&mut self, raw: &[Loaded<Object<raw::BgpPeerSpec>>], bfd: &[BfdProfile]) -> Vec<BgpPeer> {
-        let mut seen = BTreeMap::new();
         let mut out = Vec::new();
-        for o in raw {
-            let at = at(o, "BGPPeer");
-            if !self.unique(&mut seen, at) {
-                continue;
-            }
+        for (at, o) in self.unique_objects(raw, "BGPPeer") {
             let errors_before = self.errors.len();
-            let peer = self.peer(at, &o.object.spec, bfd);
+            let peer = self.peer(at, &o.spec, bfd);
             if self.errors.len() == errors_before {
                 out.push(peer);
             }
