@@ -1,8 +1,218 @@
-//! `announcer-l2`: the L2 announcer of `lb` (ARP and NDP responder).
+//! `announcer-l2`: the L2 announcer of `lb`. It makes this node answer ARP (IPv4) and
+//! Neighbor Solicitations (IPv6) for the service addresses it is told to announce, and
+//! announces itself with gratuitous ARP / unsolicited Neighbor Advertisements when it takes
+//! an address.
 //!
-//! Skeleton: the responder, its wire code and its raw-socket I/O arrive with the L2 issue.
-//! It will implement [`lbcore::Announcer`]; this crate only names that dependency now so
-//! the workspace layout (`lb-bin -> announcer-* -> lbcore`) is fixed from the start.
+//! ```text
+//!   reconcile(Desired) ──> desired set ──(condvar)──> manager thread (every rescan, or at once)
+//!                                                        │ interfaces::targets(desired, host interfaces)
+//!                                    ┌───────────────────┼────────────────────┐
+//!                                    ▼                   ▼                    ▼
+//!                              worker "eth0"        worker "eth1"   ...  (one thread per interface)
+//!                              packet socket + BPF (ARP, NS only) + solicited-node groups
+//!                              frame ──> wire::parse_frame ──> Responder (pure) ──> reply frame
+//! ```
+//!
+//! Layers: [`wire`] parses and emits frames, [`responder`] decides (pure, unit-tested without
+//! sockets), [`interfaces`] picks where to answer, `io` owns sockets and threads, and
+//! [`L2Announcer`] implements [`lbcore::Announcer`].
 #![warn(missing_docs)]
 
-pub use lbcore::Announcer;
+pub mod interfaces;
+mod io;
+pub mod responder;
+pub mod wire;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use lbcore::announcer::{AnnounceError, Announcer, AnnouncerStatus, Desired, IpStatus, L2Target};
+
+/// Settings MetalLB has no field for (process flags in `lb`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L2Settings {
+    /// Interface name patterns (`*` wildcards) never answered on unless an L2Advertisement
+    /// lists them.
+    pub exclude: Vec<String>,
+    /// How often interfaces are re-listed, to pick up ones that appear, vanish or flap.
+    pub rescan: Duration,
+    /// Gratuitous ARP / unsolicited NA sent when an address is taken.
+    pub announce_count: u32,
+    /// Spacing of those.
+    pub announce_interval: Duration,
+    /// Repeat one every this long while an address is held (None: never).
+    pub garp_refresh: Option<Duration>,
+    /// At most this many replies a second per interface (0: unbounded). A safety net, far
+    /// above any sane request rate.
+    pub reply_rate: u32,
+}
+
+impl Default for L2Settings {
+    fn default() -> Self {
+        L2Settings {
+            exclude: interfaces::DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect(),
+            rescan: Duration::from_secs(1),
+            announce_count: 3,
+            announce_interval: Duration::from_secs(1),
+            garp_refresh: None,
+            reply_rate: 100_000,
+        }
+    }
+}
+
+struct Inner {
+    settings: L2Settings,
+    desired: Mutex<BTreeMap<IpAddr, L2Target>>,
+    wake: Condvar,
+    dirty: Mutex<bool>,
+    stop: AtomicBool,
+    status: Mutex<BTreeMap<IpAddr, IpStatus>>,
+}
+
+/// The L2 announcer. Starting it checks for CAP_NET_RAW and spawns the manager thread.
+pub struct L2Announcer {
+    inner: Arc<Inner>,
+    manager: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The one-line message for a missing capability.
+pub const NEED_NET_RAW: &str = "lb needs CAP_NET_RAW to answer ARP/NDP: run it as root, or grant the capability (setcap cap_net_raw+ep /path/to/lb; in Kubernetes, securityContext.capabilities.add: [NET_RAW])";
+
+impl L2Announcer {
+    /// Starts the announcer. Fails at once, with one clear line, without CAP_NET_RAW.
+    pub fn start(settings: L2Settings) -> Result<Self, AnnounceError> {
+        if let Err(e) = io::probe_capability() {
+            return Err(AnnounceError::Fatal(if e.kind() == std::io::ErrorKind::PermissionDenied {
+                NEED_NET_RAW.to_string()
+            } else {
+                format!("cannot open a packet socket: {e}")
+            }));
+        }
+        let inner = Arc::new(Inner {
+            settings,
+            desired: Mutex::new(BTreeMap::new()),
+            wake: Condvar::new(),
+            dirty: Mutex::new(true),
+            stop: AtomicBool::new(false),
+            status: Mutex::new(BTreeMap::new()),
+        });
+        let m = Arc::clone(&inner);
+        let handle = std::thread::Builder::new()
+            .name("l2-manager".into())
+            .spawn(move || manager(&m))
+            .map_err(|e| AnnounceError::Fatal(format!("cannot start the L2 manager thread: {e}")))?;
+        Ok(L2Announcer { inner, manager: Mutex::new(Some(handle)) })
+    }
+
+    fn poke(&self) {
+        if let Ok(mut d) = self.inner.dirty.lock() {
+            *d = true;
+        }
+        self.inner.wake.notify_all();
+    }
+}
+
+/// The manager: keeps one worker per interface that has something to answer for.
+fn manager(inner: &Inner) {
+    let mut workers: BTreeMap<String, io::Worker> = BTreeMap::new();
+    let mut since: BTreeMap<IpAddr, SystemTime> = BTreeMap::new();
+    loop {
+        if let Ok(d) = inner.dirty.lock() {
+            if let Ok((mut d, _)) = inner.wake.wait_timeout_while(d, inner.settings.rescan, |d| !*d) {
+                *d = false;
+            }
+        }
+        if inner.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let desired = inner.desired.lock().map(|d| d.clone()).unwrap_or_default();
+        let host = pnet_datalink::interfaces();
+        let snapshot = interfaces::list();
+        let targets = interfaces::targets(&desired, &snapshot, &inner.settings.exclude);
+        // Stop workers that have nothing left to do or whose interface went away.
+        let gone: Vec<String> =
+            workers.iter().filter(|(n, w)| !targets.contains_key(*n) || w.finished()).map(|(n, _)| n.clone()).collect();
+        for name in gone {
+            if let Some(w) = workers.remove(&name) {
+                w.stop();
+            }
+        }
+        for (name, ips) in &targets {
+            if !workers.contains_key(name) {
+                let Some(ni) = host.iter().find(|i| &i.name == name) else { continue };
+                let Some(mac) = ni.mac else { continue };
+                match io::Worker::start(ni, mac, &inner.settings) {
+                    Ok(w) => {
+                        workers.insert(name.clone(), w);
+                    }
+                    Err(e) => tracing::warn!(interface = %name, error = %e, "cannot open interface"),
+                }
+            }
+            if let Some(w) = workers.get(name) {
+                w.shared.set_ips(ips.clone());
+            }
+        }
+        update_status(inner, &desired, &targets, &mut since);
+    }
+    for (_, w) in std::mem::take(&mut workers) {
+        w.stop();
+    }
+}
+
+fn update_status(
+    inner: &Inner,
+    desired: &BTreeMap<IpAddr, L2Target>,
+    targets: &BTreeMap<String, BTreeSet<IpAddr>>,
+    since: &mut BTreeMap<IpAddr, SystemTime>,
+) {
+    since.retain(|ip, _| desired.contains_key(ip));
+    let mut status = BTreeMap::new();
+    for ip in desired.keys() {
+        let via: BTreeSet<String> = targets.iter().filter(|(_, s)| s.contains(ip)).map(|(n, _)| n.clone()).collect();
+        let st = if via.is_empty() {
+            since.remove(ip);
+            IpStatus::Failed("no eligible interface to answer on".into())
+        } else {
+            IpStatus::Announced { since: *since.entry(*ip).or_insert_with(SystemTime::now), via }
+        };
+        status.insert(*ip, st);
+    }
+    if let Ok(mut s) = inner.status.lock() {
+        *s = status;
+    }
+}
+
+#[async_trait::async_trait]
+impl Announcer for L2Announcer {
+    async fn reconcile(&self, desired: &Desired) -> Result<(), AnnounceError> {
+        if let Ok(mut d) = self.inner.desired.lock() {
+            d.clone_from(&desired.l2);
+        }
+        self.poke();
+        Ok(())
+    }
+
+    fn status(&self) -> AnnouncerStatus {
+        AnnouncerStatus {
+            ips: self.inner.status.lock().map(|s| s.clone()).unwrap_or_default(),
+            sessions: BTreeMap::new(),
+        }
+    }
+
+    async fn shutdown(&self) -> Result<(), AnnounceError> {
+        if let Ok(mut d) = self.inner.desired.lock() {
+            d.clear();
+        }
+        self.inner.stop.store(true, Ordering::SeqCst);
+        self.poke();
+        let handle = self.manager.lock().ok().and_then(|mut m| m.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        Ok(())
+    }
+}

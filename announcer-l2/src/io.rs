@@ -1,0 +1,282 @@
+//! Raw-socket I/O: one worker thread per interface, owning a packet socket (through pnet's
+//! datalink channel) and the interface's solicited-node multicast memberships.
+//!
+//! The socket is opened non-promiscuous with a classic BPF filter that lets through only ARP
+//! and ICMPv6 Neighbor Solicitations, so the kernel drops every other frame before it is
+//! copied to us. The receive call times out every 100 ms so the worker notices new addresses
+//! and its stop flag; the address set is re-read before every frame is handled, so an
+//! address given up is not answered again.
+//!
+//! Invariant: the worker's responder answers exactly for the addresses last stored in
+//! [`WorkerShared`]; multicast groups joined are exactly the solicited-node groups of those
+//! IPv6 addresses.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pnet_datalink::{Channel, DataLinkReceiver, DataLinkSender, NetworkInterface};
+use socket2::{Domain, Protocol, SockFilter, Socket, Type};
+
+use crate::responder::Responder;
+use crate::wire::{ndisc, parse_frame, MacAddr};
+use crate::L2Settings;
+
+/// ETH_P_ALL: every protocol (the BPF filter narrows it down).
+const ETH_P_ALL: u16 = 0x0003;
+
+/// Classic BPF: accept ARP, and IPv6 whose next header is ICMPv6 with type 135 (Neighbor
+/// Solicitation); drop the rest. Offsets are from the start of the Ethernet frame.
+const FILTER: [SockFilter; 9] = [
+    SockFilter::new(0x28, 0, 0, 12),     // 0: ldh [12]          EtherType
+    SockFilter::new(0x15, 5, 0, 0x0806), // 1: jeq ARP      -> 7
+    SockFilter::new(0x15, 0, 5, 0x86dd), // 2: jeq IPv6 else -> 8
+    SockFilter::new(0x30, 0, 0, 20),     // 3: ldb [20]          IPv6 next header
+    SockFilter::new(0x15, 0, 3, 58),     // 4: jeq ICMPv6 else -> 8
+    SockFilter::new(0x30, 0, 0, 54),     // 5: ldb [54]          ICMPv6 type
+    SockFilter::new(0x15, 0, 1, 135),    // 6: jeq NS else -> 8
+    SockFilter::new(0x06, 0, 0, 0xffff), // 7: ret accept
+    SockFilter::new(0x06, 0, 0, 0),      // 8: ret drop
+];
+
+/// Opens a packet socket, which needs CAP_NET_RAW. Used at start to fail early and clearly.
+pub fn probe_capability() -> io::Result<()> {
+    Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(i32::from(ETH_P_ALL.to_be())))).map(drop)
+}
+
+type Pair = (Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>);
+
+/// A filtered, non-promiscuous packet channel on `iface`.
+fn open(iface: &NetworkInterface) -> io::Result<Pair> {
+    let sock = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(i32::from(ETH_P_ALL.to_be()))))?;
+    sock.attach_filter(&FILTER)?;
+    let config = pnet_datalink::Config {
+        read_timeout: Some(Duration::from_millis(100)),
+        promiscuous: false,
+        socket_fd: Some(std::os::fd::IntoRawFd::into_raw_fd(sock)),
+        ..Default::default()
+    };
+    match pnet_datalink::channel(iface, config)? {
+        Channel::Ethernet(tx, rx) => Ok((tx, rx)),
+        _ => Err(io::Error::other("not an Ethernet channel")),
+    }
+}
+
+/// What the manager shares with a worker.
+#[derive(Debug, Default)]
+pub struct WorkerShared {
+    ips: Mutex<BTreeSet<IpAddr>>,
+    version: AtomicU64,
+    stop: AtomicBool,
+    /// Addresses the worker answers for now (for status).
+    pub answering: Mutex<BTreeSet<IpAddr>>,
+}
+
+impl WorkerShared {
+    /// Replaces the addresses to answer for.
+    pub fn set_ips(&self, ips: BTreeSet<IpAddr>) {
+        if let Ok(mut cur) = self.ips.lock() {
+            if *cur != ips {
+                *cur = ips;
+                self.version.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// A running worker.
+pub struct Worker {
+    /// Shared state.
+    pub shared: Arc<WorkerShared>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Opens the interface and starts answering (for nothing yet).
+    pub fn start(iface: &NetworkInterface, mac: MacAddr, settings: &L2Settings) -> io::Result<Worker> {
+        let (tx, rx) = open(iface)?;
+        let shared = Arc::new(WorkerShared::default());
+        let state = Loop {
+            name: iface.name.clone(),
+            index: iface.index,
+            tx,
+            rx,
+            responder: Responder::new(mac, settings.reply_rate),
+            shared: Arc::clone(&shared),
+            settings: settings.clone(),
+            seen: u64::MAX,
+            schedule: BTreeMap::new(),
+            groups: Groups::default(),
+        };
+        let handle = std::thread::Builder::new().name(format!("l2-{}", iface.name)).spawn(move || state.run())?;
+        Ok(Worker { shared, handle: Some(handle) })
+    }
+
+    /// Stops answering at once and ends the thread.
+    pub fn stop(mut self) {
+        self.shared.set_ips(BTreeSet::new());
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Whether the thread ended by itself (the interface went away).
+    pub fn finished(&self) -> bool {
+        self.handle.as_ref().is_none_or(|h| h.is_finished())
+    }
+}
+
+/// Solicited-node groups joined, with how many owned addresses need each.
+#[derive(Default)]
+struct Groups {
+    socket: Option<Socket>,
+    joined: BTreeMap<Ipv6Addr, usize>,
+}
+
+impl Groups {
+    fn set(&mut self, index: u32, ips: &BTreeSet<IpAddr>) {
+        let mut want: BTreeMap<Ipv6Addr, usize> = BTreeMap::new();
+        for ip in ips {
+            if let IpAddr::V6(v6) = ip {
+                *want.entry(ndisc::solicited_node(*v6)).or_default() += 1;
+            }
+        }
+        if want.is_empty() && self.joined.is_empty() {
+            return;
+        }
+        if self.socket.is_none() {
+            match Socket::new(Domain::IPV6, Type::DGRAM, None) {
+                Ok(s) => self.socket = Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open a socket to join solicited-node groups");
+                    return;
+                }
+            }
+        }
+        let Some(sock) = &self.socket else { return };
+        for g in self.joined.keys().filter(|g| !want.contains_key(g)) {
+            let _ = sock.leave_multicast_v6(g, index);
+        }
+        for g in want.keys().filter(|g| !self.joined.contains_key(g)) {
+            if let Err(e) = sock.join_multicast_v6(g, index) {
+                tracing::warn!(group = %g, error = %e, "cannot join solicited-node group");
+            }
+        }
+        self.joined = want;
+    }
+}
+
+/// Announcements still to send for one address.
+struct Pending {
+    next: Instant,
+    left: u32,
+}
+
+struct Loop {
+    name: String,
+    index: u32,
+    tx: Box<dyn DataLinkSender>,
+    rx: Box<dyn DataLinkReceiver>,
+    responder: Responder,
+    shared: Arc<WorkerShared>,
+    settings: L2Settings,
+    seen: u64,
+    schedule: BTreeMap<IpAddr, Pending>,
+    groups: Groups,
+}
+
+impl Loop {
+    fn run(mut self) {
+        tracing::info!(interface = %self.name, "answering ARP/NDP");
+        while !self.shared.stop.load(Ordering::SeqCst) {
+            self.refresh();
+            self.announce(Instant::now());
+            let frame = match self.rx.next() {
+                Ok(bytes) => parse_frame(bytes).ok(),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(interface = %self.name, error = %e, "receive failed; stopping this interface");
+                    break;
+                }
+            };
+            if let Some(frame) = frame {
+                // Re-read the owned set first: an address given up a moment ago is not answered.
+                self.refresh();
+                if let Some(out) = self.responder.on_frame(Instant::now(), &frame) {
+                    self.send(&out.to_bytes());
+                }
+            }
+        }
+        self.groups.set(self.index, &BTreeSet::new());
+        tracing::info!(interface = %self.name, "stopped answering");
+    }
+
+    fn refresh(&mut self) {
+        let v = self.shared.version.load(Ordering::SeqCst);
+        if v == self.seen {
+            return;
+        }
+        self.seen = v;
+        let ips = self.shared.ips.lock().map(|i| i.clone()).unwrap_or_default();
+        let now = Instant::now();
+        for ip in ips.difference(self.responder.ips()) {
+            tracing::info!(interface = %self.name, %ip, "taking address");
+            self.schedule.insert(*ip, Pending { next: now, left: self.settings.announce_count });
+        }
+        for ip in self.responder.ips().difference(&ips) {
+            tracing::info!(interface = %self.name, %ip, "giving address up");
+        }
+        self.schedule.retain(|ip, _| ips.contains(ip));
+        self.groups.set(self.index, &ips);
+        if let Ok(mut a) = self.shared.answering.lock() {
+            a.clone_from(&ips);
+        }
+        self.responder.set_ips(ips);
+    }
+
+    /// Sends due gratuitous ARP / unsolicited NA: a burst when an address is taken, then
+    /// (if configured) one every refresh period.
+    fn announce(&mut self, now: Instant) {
+        let due: Vec<IpAddr> = self.schedule.iter().filter(|(_, p)| p.next <= now).map(|(ip, _)| *ip).collect();
+        for ip in due {
+            for out in self.responder.announcements(ip) {
+                self.send(&out.to_bytes());
+            }
+            let refresh = self.settings.garp_refresh;
+            let interval = self.settings.announce_interval;
+            match self.schedule.get_mut(&ip) {
+                Some(p) if p.left > 1 => {
+                    p.left -= 1;
+                    p.next = now + interval;
+                }
+                Some(p) => match refresh {
+                    Some(r) => p.next = now + r,
+                    None => {
+                        self.schedule.remove(&ip);
+                    }
+                },
+                None => {}
+            }
+        }
+    }
+
+    fn send(&mut self, frame: &[u8]) {
+        match self.tx.send_to(frame, None) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => tracing::debug!(interface = %self.name, error = %e, "send failed"),
+            None => tracing::debug!(interface = %self.name, "send failed: no buffer"),
+        }
+    }
+}
