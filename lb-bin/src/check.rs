@@ -12,8 +12,9 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 use lbcore::config::{self, Diagnostic};
-use lbcore::ipam::batch;
-use lbcore::service;
+use lbcore::ipam::batch::{self, Outcome};
+use lbcore::ipam::Allocator;
+use lbcore::service::{self, Service};
 use serde::Serialize;
 
 use crate::{Error, Result};
@@ -97,35 +98,40 @@ pub fn run(args: &Args) -> Result<Report> {
     }
     let services = service::load_balancer_services(&res).map_err(Error::Config)?;
     let (alloc, outcomes) = batch::assign_all(&validated.config.pools, &services, args.lb_class.as_deref());
-    let pools =
-        alloc.stats().into_iter().map(|s| PoolRow { name: s.name, size: s.size, assigned: s.assigned }).collect();
-    let services = services
-        .iter()
-        .zip(outcomes)
-        .map(|(s, o)| {
-            let mut distinct: Vec<String> = Vec::new();
-            for p in &o.pools {
-                if !distinct.contains(p) {
-                    distinct.push(p.clone());
-                }
-            }
-            if let Some(note) = &o.note {
-                eprintln!("note: {}: {note}", s.key);
-            }
-            ServiceRow {
-                namespace: s.key.namespace.clone(),
-                name: s.key.name.clone(),
-                ips: o.ips.iter().map(|ip| ip.to_string()).collect(),
-                pool: (!distinct.is_empty()).then(|| distinct.join(",")),
-                pools: o.pools,
-                error: o.error,
-            }
-        })
-        .collect();
-    Ok(Report { pools, services, warnings: warnings.iter().map(|w| w.to_string()).collect() })
+    Ok(Report::new(&alloc, &services, outcomes, &warnings))
 }
 
 impl Report {
+    /// The report of an allocation: pools from the allocator, one row per service.
+    pub fn new(alloc: &Allocator, services: &[Service], outcomes: Vec<Outcome>, warnings: &[Diagnostic]) -> Self {
+        let pools =
+            alloc.stats().into_iter().map(|s| PoolRow { name: s.name, size: s.size, assigned: s.assigned }).collect();
+        let services = services
+            .iter()
+            .zip(outcomes)
+            .map(|(s, o)| {
+                let mut distinct: Vec<String> = Vec::new();
+                for p in &o.pools {
+                    if !distinct.contains(p) {
+                        distinct.push(p.clone());
+                    }
+                }
+                if let Some(note) = &o.note {
+                    eprintln!("note: {}: {note}", s.key);
+                }
+                ServiceRow {
+                    namespace: s.key.namespace.clone(),
+                    name: s.key.name.clone(),
+                    ips: o.ips.iter().map(|ip| ip.to_string()).collect(),
+                    pool: (!distinct.is_empty()).then(|| distinct.join(",")),
+                    pools: o.pools,
+                    error: o.error,
+                }
+            })
+            .collect();
+        Report { pools, services, warnings: warnings.iter().map(|w| w.to_string()).collect() }
+    }
+
     /// Writes the report as text tables or JSON.
     pub fn write(&self, out: &mut impl Write, json: bool) -> Result<()> {
         if json {

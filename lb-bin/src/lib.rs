@@ -4,6 +4,9 @@
 //! returns its errors to `main`, which alone decides exit codes.
 
 pub mod check;
+pub mod host;
+pub mod run;
+pub mod state;
 pub mod telemetry;
 
 use lbcore::config::Diagnostic;
@@ -17,6 +20,12 @@ pub enum Error {
     /// Writing output failed.
     #[error("cannot write output: {0}")]
     Io(#[from] std::io::Error),
+    /// An announcer cannot work (e.g. a missing capability).
+    #[error("{0}")]
+    Announce(lbcore::AnnounceError),
+    /// A flag or environment value is invalid.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Error {
@@ -33,6 +42,8 @@ impl Error {
         match self {
             Error::Config(_) => "config",
             Error::Io(_) => "io",
+            Error::Announce(_) => "announce",
+            Error::Invalid(_) => "invalid",
         }
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use lb_bin::check::{self, Format};
+use lb_bin::run;
 
 #[derive(Parser)]
 #[command(name = "lb", version, about = "A load balancer for bare-metal Kubernetes, MetalLB-compatible")]
@@ -19,13 +20,31 @@ enum Command {
     /// Load and validate MetalLB configuration files, allocate addresses to the LoadBalancer
     /// Services in them, and print the result.
     Check(check::Args),
+    /// Do the whole job on this host: allocate and announce (L2 mode), reload on SIGHUP or
+    /// file change, withdraw on SIGINT/SIGTERM.
+    Run(run::Args),
+}
+
+fn fail(e: &lb_bin::Error) -> ExitCode {
+    for line in e.lines() {
+        eprintln!("error: {line}");
+    }
+    ExitCode::FAILURE
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    lb_bin::telemetry::init();
     match cli.command {
+        Command::Run(args) => {
+            lb_bin::telemetry::init("info");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            match rt.map_err(lb_bin::Error::Io).and_then(|rt| rt.block_on(run::run(args))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
         Command::Check(args) => {
+            lb_bin::telemetry::init("warn");
             let json = args.output == Format::Json;
             match check::run(&args) {
                 Ok(report) => {
@@ -36,12 +55,7 @@ fn main() -> ExitCode {
                     }
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    for line in e.lines() {
-                        eprintln!("error: {line}");
-                    }
-                    ExitCode::FAILURE
-                }
+                Err(e) => fail(&e),
             }
         }
     }

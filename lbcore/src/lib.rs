@@ -8,6 +8,8 @@
 //!   from the annotations and spec fields MetalLB reads.
 //! - [`ipam`]: address ranges and the [`ipam::Allocator`], which gives services addresses
 //!   from pools with MetalLB's semantics, deterministically and in `O(log n)` per allocation.
+//! - [`plan`]: the desired announcements of one node, a pure function of configuration,
+//!   node and assigned services.
 //! - [`announcer`]: the [`announcer::Announcer`] trait that L2 and BGP announcers (and a
 //!   user's own) implement, and the desired-state types handed to it.
 //!
@@ -19,6 +21,7 @@
 pub mod announcer;
 pub mod config;
 pub mod ipam;
+pub mod plan;
 pub mod service;
 
 pub use announcer::{AnnounceError, Announcer, AnnouncerStatus, Desired};

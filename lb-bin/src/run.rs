@@ -1,0 +1,254 @@
+//! `lb run`: the whole job on one host, without Kubernetes.
+//!
+//! Loads the same YAML as `lb check`, restores the assignments in the state file, allocates,
+//! prints the assignment table, and announces (L2 mode) every assigned address for which this
+//! node is selected by an L2Advertisement. It keeps running: SIGHUP or a change of any
+//! configuration file reloads; an invalid new configuration is reported and the last good one
+//! keeps running; SIGINT/SIGTERM withdraw everything and exit 0.
+//!
+//! Every service counts as having a ready local endpoint (the host is the backend), and the
+//! host is made to accept traffic for its addresses (see [`crate::host`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use announcer_l2::{L2Announcer, L2Settings};
+use lbcore::announcer::{Announcer, Desired};
+use lbcore::config::{self, duration, Config, Labels};
+use lbcore::ipam::batch;
+use lbcore::plan::{self, Assigned, Node};
+use lbcore::service;
+
+use crate::check::Report;
+use crate::host::HostVips;
+use crate::state::State;
+use crate::{Error, Result};
+
+/// Arguments of `lb run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A configuration file or directory; repeat for more.
+    #[arg(short = 'c', long = "config", required = true, value_name = "FILE|DIR")]
+    pub config: Vec<PathBuf>,
+    /// This node's name (default: the host name).
+    #[arg(long, env = "LB_NODE")]
+    pub node: Option<String>,
+    /// This node's labels, for nodeSelectors: k=v,k2=v2 (kubernetes.io/hostname is added).
+    #[arg(long, env = "LB_NODE_LABELS", default_value = "")]
+    pub node_labels: String,
+    /// Where assignments are kept across restarts.
+    #[arg(long, env = "LB_STATE_FILE", default_value = "/var/lib/lb/state.json")]
+    pub state_file: PathBuf,
+    /// Serve only services of this spec.loadBalancerClass (default: services without one).
+    #[arg(long, env = "LB_LB_CLASS")]
+    pub lb_class: Option<String>,
+    /// Do not put the announced addresses on the local `lb-vips` dummy interface.
+    #[arg(long, env = "LB_NO_HOST_ADDRESSES")]
+    pub no_host_addresses: bool,
+    /// L2 settings.
+    #[command(flatten)]
+    pub l2: L2Flags,
+}
+
+/// L2 settings MetalLB has no field for.
+#[derive(Debug, clap::Args)]
+pub struct L2Flags {
+    /// Interface name patterns (`*` wildcards) not answered on unless an L2Advertisement
+    /// names them (default: container and tunnel interfaces such as veth*, docker*, cni*).
+    #[arg(long = "l2-exclude-interfaces", env = "LB_L2_EXCLUDE_INTERFACES", value_delimiter = ',')]
+    pub exclude: Option<Vec<String>>,
+    /// Repeat gratuitous ARP / unsolicited NA this often while an address is held (Go
+    /// duration; default: only when it is taken).
+    #[arg(long = "garp-refresh", env = "LB_GARP_REFRESH")]
+    pub garp_refresh: Option<String>,
+    /// Bound on ARP/NDP replies a second per interface (0: unbounded).
+    #[arg(long = "arp-reply-rate", env = "LB_ARP_REPLY_RATE", default_value_t = 100_000)]
+    pub reply_rate: u32,
+    /// How often interfaces are re-listed (Go duration).
+    #[arg(long = "interface-rescan", env = "LB_INTERFACE_RESCAN", default_value = "1s")]
+    pub rescan: String,
+}
+
+impl L2Flags {
+    fn settings(&self) -> Result<L2Settings> {
+        let dur = |flag: &str, v: &str| duration::parse(v).map_err(|e| Error::Invalid(format!("--{flag} {v:?}: {e}")));
+        let mut s = L2Settings {
+            reply_rate: self.reply_rate,
+            rescan: dur("interface-rescan", &self.rescan)?,
+            ..Default::default()
+        };
+        if let Some(ex) = &self.exclude {
+            s.exclude = ex.iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
+        }
+        if let Some(r) = &self.garp_refresh {
+            s.garp_refresh = Some(dur("garp-refresh", r)?).filter(|d| !d.is_zero());
+        }
+        if s.rescan.is_zero() {
+            return Err(Error::Invalid("--interface-rescan must be more than 0".into()));
+        }
+        Ok(s)
+    }
+}
+
+fn parse_labels(s: &str) -> Result<Labels> {
+    let mut labels = Labels::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) =
+            pair.split_once('=').ok_or_else(|| Error::Invalid(format!("--node-labels: {pair:?} is not key=value")))?;
+        labels.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(labels)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Modification times of the configuration files (directories: of their entries too).
+fn fingerprint(paths: &[PathBuf]) -> BTreeMap<PathBuf, Option<SystemTime>> {
+    let mut out = BTreeMap::new();
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    for p in paths {
+        out.insert(p.clone(), mtime(p));
+        if p.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    out.insert(e.path(), mtime(&e.path()));
+                }
+            }
+        }
+    }
+    out
+}
+
+struct Standalone {
+    args: Args,
+    node: Node,
+    announcer: L2Announcer,
+    host: HostVips,
+    state: State,
+    running: Option<Config>,
+    seen: BTreeMap<PathBuf, Option<SystemTime>>,
+}
+
+impl Standalone {
+    /// Loads the configuration and converges to it. An invalid configuration is an error at
+    /// start; later it is reported and the running one stays.
+    async fn reload(&mut self) -> Result<()> {
+        self.seen = fingerprint(&self.args.config);
+        let res = config::load_paths(&self.args.config);
+        let validated = config::validate(&res).map_err(Error::Config);
+        let services =
+            validated.and_then(|v| service::load_balancer_services(&res).map(|s| (v, s)).map_err(Error::Config));
+        let (validated, mut services) = match services {
+            Ok(ok) => ok,
+            Err(e) if self.running.is_some() => {
+                for line in e.lines() {
+                    tracing::error!("{line}");
+                }
+                tracing::error!("the new configuration is invalid; the last good configuration keeps running");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        for w in &validated.warnings {
+            tracing::warn!("{w}");
+        }
+        for s in &mut services {
+            if let Some(ips) = self.state.services.get(&s.key.to_string()) {
+                s.status_ips.clone_from(ips);
+            }
+        }
+        let (alloc, outcomes) = batch::assign_all(&validated.config.pools, &services, self.args.lb_class.as_deref());
+        let mut assigned = Vec::new();
+        self.state.services.clear();
+        for (s, o) in services.iter().zip(&outcomes) {
+            if !o.ips.is_empty() {
+                self.state.services.insert(s.key.to_string(), o.ips.clone());
+                let labels = s.request.as_ref().map(|r| r.labels.clone()).unwrap_or_else(|_| s.fallback.labels.clone());
+                assigned.push(Assigned { labels, ips: o.ips.iter().copied().zip(o.pools.iter().cloned()).collect() });
+            }
+        }
+        if let Err(e) = self.state.save(&self.args.state_file) {
+            tracing::warn!(path = %self.args.state_file.display(), error = %e, "cannot write the state file");
+        }
+        let report = Report::new(&alloc, &services, outcomes, &validated.warnings);
+        let mut out = std::io::stdout().lock();
+        report.write(&mut out, false)?;
+        drop(out);
+        let desired = Desired { l2: plan::l2(&validated.config, &self.node, &assigned), bgp: BTreeMap::new() };
+        for ip in desired.l2.keys() {
+            tracing::info!(%ip, node = %self.node.name, "announcing in L2 mode");
+        }
+        self.announcer.reconcile(&desired).await.map_err(Error::Announce)?;
+        if !self.args.no_host_addresses {
+            let vips: BTreeSet<IpAddr> = desired.l2.keys().copied().collect();
+            self.host.sync(&vips);
+        }
+        self.running = Some(validated.config);
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) -> Result<()> {
+        self.announcer.shutdown().await.map_err(Error::Announce)?;
+        if !self.args.no_host_addresses {
+            self.host.clear();
+        }
+        tracing::info!("withdrawn everything; exiting");
+        Ok(())
+    }
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub async fn run(args: Args) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let settings = args.l2.settings()?;
+    let node = Node::new(args.node.clone().unwrap_or_else(host_name), parse_labels(&args.node_labels)?);
+    let announcer = L2Announcer::start(settings).map_err(Error::Announce)?;
+    let state = State::load(&args.state_file);
+    let mut me =
+        Standalone { args, node, announcer, host: HostVips::default(), state, running: None, seen: BTreeMap::new() };
+    if let Err(e) = me.reload().await {
+        let _ = me.shutdown().await;
+        return Err(e);
+    }
+    let sig = |k: SignalKind| signal(k).map_err(|e| Error::Invalid(format!("cannot install a signal handler: {e}")));
+    let (mut term, mut int, mut hup) =
+        (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?, sig(SignalKind::hangup())?);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                me.reload().await?;
+            }
+            _ = tick.tick() => {
+                if fingerprint(&me.args.config) != me.seen {
+                    tracing::info!("configuration files changed: reloading");
+                    me.reload().await?;
+                }
+            }
+        }
+    }
+    me.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_labels() {
+        let l = parse_labels("rack=r1, zone = a").unwrap();
+        assert_eq!(l.len(), 2);
+        assert_eq!(l["zone"], "a");
+        assert!(parse_labels("rack").is_err());
+        assert!(parse_labels("").unwrap().is_empty());
+    }
+}

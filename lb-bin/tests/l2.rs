@@ -1,0 +1,248 @@
+//! L2 mode with real parts: `lb run` in one network namespace, real `arping`, `ndisc6`,
+//! the kernel's own neighbour discovery and `tcpdump` in a client namespace, joined by veth.
+//!
+//! Needs root and arping, ndisc6, tcpdump (installed by ./scripts/test as root). Without them
+//! the tests say SKIPPED and why; under CI=true they fail instead.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{eventually, prerequisites, veth, Netns, Proc, Scratch};
+
+const TOOLS: &[&str] = &["ip", "arping", "ndisc6", "tcpdump"];
+
+fn config(with_api: bool) -> String {
+    let mut y = String::from(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec:\n  addresses: [192.0.2.16/29, \"2001:db8:5::/125\"]\n---\n\
+         apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: t}\nspec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ports: [{port: 80}]}\n",
+    );
+    if with_api {
+        y.push_str("---\napiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: t}\nspec: {type: LoadBalancer, ipFamilies: [IPv4], ports: [{port: 443}]}\n");
+    }
+    y
+}
+
+/// A speaker namespace and a client namespace on one link.
+struct Lab {
+    spk: Netns,
+    cli: Netns,
+    dir: Scratch,
+}
+
+impl Lab {
+    fn new(link: bool) -> Lab {
+        let lab = Lab { spk: Netns::new("spk"), cli: Netns::new("cli"), dir: Scratch::new("l2") };
+        if link {
+            lab.link();
+        }
+        std::fs::write(lab.dir.path("lb.yaml"), config(true)).expect("config");
+        lab
+    }
+
+    fn link(&self) {
+        veth(&self.spk, &self.cli, "eth0");
+        self.spk.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"]);
+        self.cli.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
+        self.spk.ip(&["addr", "add", "2001:db8:5::ff:1/64", "dev", "eth0", "nodad"]);
+        self.cli.ip(&["addr", "add", "2001:db8:5::ff:2/64", "dev", "eth0", "nodad"]);
+    }
+
+    fn lb(&self) -> Proc {
+        let cfg = self.dir.path("lb.yaml");
+        let state = self.dir.path("state.json");
+        let args = ["run", "-c", cfg.to_str().unwrap(), "--node", "spk", "--state-file", state.to_str().unwrap()];
+        Proc::spawn(self.spk.cmd(env!("CARGO_BIN_EXE_lb"), &args), &self.dir.0, "lb")
+    }
+
+    /// The MAC that answers ARP for `ip`, if any.
+    fn arping(&self, ip: &str) -> Option<String> {
+        let o = self.cli.exec("arping", &["-r", "-c", "1", "-w", "1", "-i", "eth0", ip]);
+        let mac = String::from_utf8_lossy(&o.stdout).trim().to_lowercase();
+        (o.status.success() && !mac.is_empty()).then_some(mac)
+    }
+
+    /// The MAC that answers a Neighbor Solicitation for `ip`, if any.
+    fn ndisc(&self, ip: &str) -> Option<String> {
+        let o = self.cli.exec("ndisc6", &["-1", "-q", "-r", "2", "-w", "500", ip, "eth0"]);
+        let mac = String::from_utf8_lossy(&o.stdout).trim().to_lowercase();
+        (o.status.success() && !mac.is_empty()).then_some(mac)
+    }
+
+    fn mac(&self) -> String {
+        self.spk.mac("eth0").to_lowercase()
+    }
+}
+
+fn udp(lab: &Lab, ip: &str) {
+    let _ = lab.cli.exec("bash", &["-c", &format!("echo x > /dev/udp/{ip}/9")]);
+}
+
+#[test]
+fn answers_arp_and_ndp_for_assigned_addresses_and_announces_them() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let lab = Lab::new(true);
+    let pcap = lab.dir.path("cli.pcap");
+    let mut dump = Proc::spawn(
+        lab.cli.cmd("tcpdump", &["-n", "-U", "-i", "eth0", "-w", pcap.to_str().unwrap(), "arp or icmp6"]),
+        &lab.dir.0,
+        "tcpdump",
+    );
+    assert!(eventually(Duration::from_secs(5), || dump.stderr().contains("listening on")), "tcpdump did not start");
+    let lb = lab.lb();
+    let mac = lab.mac();
+    assert!(
+        eventually(Duration::from_secs(10), || lab.arping("192.0.2.16").as_deref() == Some(mac.as_str())),
+        "no ARP reply for 192.0.2.16; lb said:\n{}{}",
+        lb.stdout(),
+        lb.stderr()
+    );
+    assert!(lb.stdout().contains("t/web"), "the assignment table is printed: {}", lb.stdout());
+    assert_eq!(lab.arping("192.0.2.17"), Some(mac.clone()), "t/api");
+    assert_eq!(lab.arping("192.0.2.20"), None, "an unassigned address of the pool is not answered");
+    assert_eq!(lab.ndisc("2001:db8:5::"), Some(mac.clone()), "NS for the assigned IPv6 address");
+    assert_eq!(lab.ndisc("2001:db8:5::3"), None, "an unassigned IPv6 address is not answered");
+
+    // Unicast NUD: the client's kernel re-probes a stale entry with a unicast NS to our MAC.
+    lab.cli.exec(
+        "sysctl",
+        &["-qw", "net.ipv6.neigh.eth0.base_reachable_time_ms=500", "net.ipv6.neigh.eth0.delay_first_probe_time=1"],
+    );
+    udp(&lab, "2001:db8:5::");
+    std::thread::sleep(Duration::from_secs(2));
+    udp(&lab, "2001:db8:5::");
+    std::thread::sleep(Duration::from_millis(2500));
+    let neigh = lab.cli.ip(&["-6", "neigh", "show", "2001:db8:5::", "dev", "eth0"]);
+    assert!(!neigh.contains("FAILED") && !neigh.contains("INCOMPLETE"), "client neighbour entry: {neigh}");
+
+    dump.signal("INT");
+    dump.wait(Duration::from_secs(5));
+    let text = support::must("tcpdump", &["-n", "-e", "-r", pcap.to_str().unwrap()]);
+    let lines: Vec<&str> = text.lines().collect();
+    // Gratuitous ARP in both forms and the unsolicited NA, from our MAC.
+    let has = |f: &dyn Fn(&str) -> bool| lines.iter().any(|l| f(l));
+    assert!(
+        has(&|l| l.contains(&format!("{mac} > ff:ff:ff:ff:ff:ff"))
+            && l.contains("Request who-has 192.0.2.16 tell 192.0.2.16")),
+        "{text}"
+    );
+    assert!(
+        has(&|l| l.contains(&format!("{mac} > ff:ff:ff:ff:ff:ff"))
+            && l.contains(&format!("Reply 192.0.2.16 is-at {mac}"))),
+        "{text}"
+    );
+    assert!(
+        has(&|l| l.contains(&format!("{mac} > 33:33:00:00:00:01"))
+            && l.contains("2001:db8:5:: > ff02::1: ICMP6, neighbor advertisement, tgt is 2001:db8:5::")),
+        "{text}"
+    );
+    // A unicast NS (to our MAC and to the address itself) answered by our NA.
+    let probe = lines
+        .iter()
+        .position(|l| {
+            l.contains(&format!("> {mac}, ethertype IPv6"))
+                && l.contains("> 2001:db8:5::: ICMP6, neighbor solicitation")
+        })
+        .unwrap_or_else(|| panic!("no unicast NUD probe seen:\n{text}"));
+    let src = lines[probe].split(": ").nth(1).and_then(|s| s.split(' ').next()).expect("probe source");
+    assert!(
+        lines[probe..].iter().any(|l| l.contains(&format!("{mac} >"))
+            && l.contains(&format!("2001:db8:5:: > {src}: ICMP6, neighbor advertisement"))),
+        "the unicast NUD probe from {src} was not answered:\n{text}"
+    );
+}
+
+#[test]
+fn reloads_on_file_change_and_sighup_keeps_the_last_good_config_and_withdraws_on_sigterm() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let lab = Lab::new(true);
+    let mut lb = lab.lb();
+    let mac = lab.mac();
+    assert!(eventually(Duration::from_secs(10), || lab.arping("192.0.2.17").is_some()), "{}", lb.stderr());
+    let cfg = lab.dir.path("lb.yaml");
+
+    // The file changes: t/api is gone, its address is no longer answered.
+    std::fs::write(&cfg, config(false)).unwrap();
+    assert!(eventually(Duration::from_secs(6), || lab.arping("192.0.2.17").is_none()), "{}", lb.stderr());
+    assert_eq!(lab.arping("192.0.2.16"), Some(mac.clone()), "t/web keeps its address");
+
+    // An invalid file and SIGHUP: reported, and the last good configuration keeps running.
+    std::fs::write(&cfg, config(false).replace("192.0.2.16/29", "192.0.2.16/33")).unwrap();
+    lb.signal("HUP");
+    assert!(
+        eventually(Duration::from_secs(5), || lb.stderr().contains("last good configuration keeps running")),
+        "{}",
+        lb.stderr()
+    );
+    assert_eq!(lab.arping("192.0.2.16"), Some(mac.clone()));
+    assert!(lb.stderr().contains("spec.addresses[0]"), "the error names the field: {}", lb.stderr());
+
+    // Back to a valid file with t/api, by SIGHUP.
+    std::fs::write(&cfg, config(true)).unwrap();
+    lb.signal("HUP");
+    assert!(eventually(Duration::from_secs(5), || lab.arping("192.0.2.17").is_some()), "{}", lb.stderr());
+    assert!(lab.spk.ip(&["addr", "show"]).contains("192.0.2.16/32"), "the host accepts traffic for its addresses");
+
+    // SIGTERM: everything withdrawn, exit 0.
+    lb.signal("TERM");
+    assert_eq!(lb.wait(Duration::from_secs(5)), Some(0), "{}", lb.stderr());
+    assert_eq!(lab.arping("192.0.2.16"), None);
+    assert_eq!(lab.ndisc("2001:db8:5::"), None);
+    assert!(!lab.spk.ip(&["addr", "show"]).contains("192.0.2.16/32"), "host addresses removed");
+}
+
+#[test]
+fn interfaces_that_appear_or_flap_are_picked_up_without_a_restart() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let lab = Lab::new(false);
+    let lb = lab.lb();
+    assert!(eventually(Duration::from_secs(5), || lb.stdout().contains("t/web")), "{}", lb.stderr());
+    lab.link();
+    let mac = lab.mac();
+    assert!(
+        eventually(Duration::from_secs(10), || lab.arping("192.0.2.16").as_deref() == Some(mac.as_str())),
+        "a new interface is answered on: {}",
+        lb.stderr()
+    );
+    lab.spk.ip(&["link", "set", "eth0", "down"]);
+    std::thread::sleep(Duration::from_secs(2));
+    lab.spk.ip(&["link", "set", "eth0", "up"]);
+    assert!(
+        eventually(Duration::from_secs(10), || lab.arping("192.0.2.16").as_deref() == Some(mac.as_str())),
+        "answered again after a flap: {}",
+        lb.stderr()
+    );
+}
+
+#[test]
+fn without_cap_net_raw_it_fails_with_one_clear_line() {
+    let dir = Scratch::new("cap");
+    let cfg = dir.path("lb.yaml");
+    std::fs::write(&cfg, config(false)).unwrap();
+    let state = dir.path("state.json");
+    let args = ["run", "-c", cfg.to_str().unwrap(), "--node", "n", "--state-file", state.to_str().unwrap()];
+    let lb = env!("CARGO_BIN_EXE_lb");
+    let out = if support::is_root() {
+        // Root: drop the capability from the bounding set, so the process cannot have it.
+        let mut a = vec!["--bounding-set", "-net_raw", lb];
+        a.extend_from_slice(&args);
+        support::run("setpriv", &a)
+    } else {
+        support::run(lb, &args)
+    };
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains("CAP_NET_RAW") && lines[0].contains("setcap"),
+        "{err}"
+    );
+}

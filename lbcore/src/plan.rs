@@ -1,0 +1,118 @@
+//! The desired announcements of one node: a pure function of the configuration, the node,
+//! and the services with their assigned addresses.
+//!
+//! L2: an address is announced when some L2Advertisement selects its pool, selects the node
+//! (`nodeSelectors`) and selects the service (`serviceSelectors`). Its interfaces are the
+//! union of those advertisements' `interfaces`, or every suitable interface when any of them
+//! lists none. Shared addresses appear once.
+//!
+//! Not here yet (later issues): the choice of one owner among several eligible nodes
+//! (`election`), endpoint readiness for `externalTrafficPolicy: Local`, and BGP routes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::announcer::L2Target;
+use crate::config::selector::any_matches;
+use crate::config::{Config, Labels};
+
+/// The node the plan is for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Node {
+    /// Node name.
+    pub name: String,
+    /// Node labels (`kubernetes.io/hostname` included).
+    pub labels: Labels,
+}
+
+impl Node {
+    /// A node with `labels`, plus `kubernetes.io/hostname=<name>` as Kubernetes sets it.
+    pub fn new(name: impl Into<String>, mut labels: Labels) -> Self {
+        let name = name.into();
+        labels.entry("kubernetes.io/hostname".into()).or_insert_with(|| name.clone());
+        Node { name, labels }
+    }
+}
+
+/// A service with its assigned addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assigned {
+    /// The service's labels (for `serviceSelectors`).
+    pub labels: Labels,
+    /// Each address with the name of its pool.
+    pub ips: Vec<(IpAddr, String)>,
+}
+
+/// The addresses this node answers for in L2 mode, and where.
+pub fn l2(config: &Config, node: &Node, services: &[Assigned]) -> BTreeMap<IpAddr, L2Target> {
+    // None: every suitable interface (some advertisement lists none).
+    let mut out: BTreeMap<IpAddr, Option<BTreeSet<String>>> = BTreeMap::new();
+    for svc in services {
+        for (ip, pool_name) in &svc.ips {
+            let Some(pool) = config.pool(pool_name) else { continue };
+            for adv in config.l2_advertisements.iter().filter(|a| {
+                a.pools.selects(pool)
+                    && any_matches(&a.node_selectors, &node.labels)
+                    && any_matches(&a.service_selectors, &svc.labels)
+            }) {
+                let entry = out.entry(*ip).or_insert_with(|| Some(BTreeSet::new()));
+                match (adv.interfaces.is_empty(), entry.as_mut()) {
+                    (true, _) => *entry = None,
+                    (false, Some(set)) => set.extend(adv.interfaces.iter().cloned()),
+                    (false, None) => {}
+                }
+            }
+        }
+    }
+    out.into_iter().map(|(ip, ifs)| (ip, L2Target { interfaces: ifs.unwrap_or_default() })).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{validate, Resources};
+
+    fn config(yaml: &str) -> Config {
+        let mut r = Resources::default();
+        r.load_str("t.yaml", yaml);
+        validate(&r).unwrap().config
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    const POOLS: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec: {addresses: [10.0.0.0/24]}\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: b, labels: {tier: edge}}\nspec: {addresses: [10.0.1.0/24]}\n---\n";
+
+    #[test]
+    fn advertisements_select_pools_nodes_services_and_interfaces() {
+        let c = config(&(POOLS.to_string()
+            + "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: a-eth0}\nspec: {ipAddressPools: [a], interfaces: [eth0]}\n---\n"
+            + "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: a-eth1}\nspec: {ipAddressPools: [a], interfaces: [eth1], nodeSelectors: [{matchLabels: {rack: r1}}]}\n---\n"
+            + "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: edge}\nspec: {ipAddressPoolSelectors: [{matchLabels: {tier: edge}}], serviceSelectors: [{matchLabels: {app: web}}]}\n"));
+        let svc = |labels: &[(&str, &str)], ips: &[(&str, &str)]| Assigned {
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ips: ips.iter().map(|(i, p)| (ip(i), p.to_string())).collect(),
+        };
+        let services = [
+            svc(&[], &[("10.0.0.1", "a")]),
+            svc(&[("app", "web")], &[("10.0.1.1", "b")]),
+            svc(&[("app", "db")], &[("10.0.1.2", "b")]),
+        ];
+        let plain = Node::new("n1", Labels::new());
+        let p = l2(&c, &plain, &services);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[&ip("10.0.0.1")].interfaces, ["eth0".to_string()].into());
+        assert!(p[&ip("10.0.1.1")].interfaces.is_empty(), "no interfaces listed: every suitable one");
+        let r1 = Node::new("n2", [("rack".to_string(), "r1".to_string())].into());
+        assert_eq!(l2(&c, &r1, &services)[&ip("10.0.0.1")].interfaces, ["eth0".to_string(), "eth1".to_string()].into());
+        assert_eq!(r1.labels["kubernetes.io/hostname"], "n2");
+    }
+
+    #[test]
+    fn unadvertised_pools_are_not_announced() {
+        let c = config(POOLS);
+        let services = [Assigned { labels: Labels::new(), ips: vec![(ip("10.0.0.1"), "a".into())] }];
+        assert!(l2(&c, &Node::new("n", Labels::new()), &services).is_empty());
+    }
+}
