@@ -2,7 +2,9 @@
 //!
 //! An address whose L2Advertisement lists interfaces is answered on those (when they exist,
 //! are up and have a MAC); otherwise on every eligible interface: up, with a MAC, not
-//! loopback, and not matching the exclude patterns. The explicit list wins over the patterns.
+//! loopback, not enslaved to a bridge or bond (the master answers; a member would answer
+//! the same request with the same or another MAC), and not matching the exclude patterns.
+//! The explicit list wins over the patterns.
 //! Pure functions over a snapshot of the host's interfaces, so the manager can re-evaluate
 //! them on every rescan and pick up interfaces that appear, vanish or flap.
 
@@ -47,20 +49,22 @@ pub struct Iface {
     pub up: bool,
     /// A loopback interface.
     pub loopback: bool,
+    /// Enslaved to a bridge or bond.
+    pub enslaved: bool,
 }
 
-/// The host's interfaces now.
-pub fn list() -> Vec<Iface> {
-    pnet_datalink::interfaces()
-        .into_iter()
-        .map(|i| Iface {
+impl Iface {
+    /// The snapshot of a host interface (sysfs tells whether it has a master).
+    pub fn of(i: &pnet_datalink::NetworkInterface) -> Iface {
+        Iface {
             name: i.name.clone(),
             index: i.index,
             mac: i.mac.filter(|m| *m != MacAddr::zero()),
             up: i.is_up() && i.is_running(),
             loopback: i.is_loopback(),
-        })
-        .collect()
+            enslaved: std::path::Path::new("/sys/class/net").join(&i.name).join("master").exists(),
+        }
+    }
 }
 
 /// Whether `name` matches a glob pattern with `*` wildcards.
@@ -81,14 +85,17 @@ fn usable(i: &Iface) -> bool {
     i.up && i.mac.is_some() && !i.loopback
 }
 
+fn eligible(i: &Iface, exclude: &[String]) -> bool {
+    usable(i) && !i.enslaved && !exclude.iter().any(|p| glob(p, &i.name))
+}
+
 /// The addresses each interface answers for.
 pub fn targets(
     desired: &BTreeMap<IpAddr, L2Target>,
     ifaces: &[Iface],
     exclude: &[String],
 ) -> BTreeMap<String, BTreeSet<IpAddr>> {
-    let eligible: Vec<&Iface> =
-        ifaces.iter().filter(|i| usable(i) && !exclude.iter().any(|p| glob(p, &i.name))).collect();
+    let eligible: Vec<&Iface> = ifaces.iter().filter(|i| eligible(i, exclude)).collect();
     let mut out: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
     for (ip, target) in desired {
         if target.interfaces.is_empty() {
@@ -109,7 +116,14 @@ mod tests {
     use super::*;
 
     fn iface(name: &str, up: bool, mac: bool, loopback: bool) -> Iface {
-        Iface { name: name.into(), index: 1, mac: mac.then(|| MacAddr::new(2, 0, 0, 0, 0, 1)), up, loopback }
+        Iface {
+            name: name.into(),
+            index: 1,
+            mac: mac.then(|| MacAddr::new(2, 0, 0, 0, 0, 1)),
+            up,
+            loopback,
+            enslaved: false,
+        }
     }
 
     #[test]
@@ -130,6 +144,7 @@ mod tests {
             iface("lo", true, false, true),
             iface("veth9", true, true, false),
             iface("wg0", true, false, false),
+            Iface { enslaved: true, ..iface("eth2", true, true, false) },
         ];
         let exclude: Vec<String> = DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect();
         let a: IpAddr = "192.0.2.1".parse().unwrap();

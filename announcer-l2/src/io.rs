@@ -26,33 +26,39 @@ use crate::responder::Responder;
 use crate::wire::{ndisc, parse_frame, MacAddr};
 use crate::L2Settings;
 
-/// ETH_P_ALL: every protocol (the BPF filter narrows it down).
-const ETH_P_ALL: u16 = 0x0003;
-
-/// Classic BPF: accept ARP, and IPv6 whose next header is ICMPv6 with type 135 (Neighbor
-/// Solicitation); drop the rest. Offsets are from the start of the Ethernet frame.
-const FILTER: [SockFilter; 9] = [
-    SockFilter::new(0x28, 0, 0, 12),     // 0: ldh [12]          EtherType
-    SockFilter::new(0x15, 5, 0, 0x0806), // 1: jeq ARP      -> 7
-    SockFilter::new(0x15, 0, 5, 0x86dd), // 2: jeq IPv6 else -> 8
-    SockFilter::new(0x30, 0, 0, 20),     // 3: ldb [20]          IPv6 next header
-    SockFilter::new(0x15, 0, 3, 58),     // 4: jeq ICMPv6 else -> 8
-    SockFilter::new(0x30, 0, 0, 54),     // 5: ldb [54]          ICMPv6 type
-    SockFilter::new(0x15, 0, 1, 135),    // 6: jeq NS else -> 8
-    SockFilter::new(0x06, 0, 0, 0xffff), // 7: ret accept
-    SockFilter::new(0x06, 0, 0, 0),      // 8: ret drop
+/// Classic BPF: drop frames that carried a VLAN tag (the kernel moves the tag out of the
+/// frame before packet sockets see it, so a tagged request would otherwise be answered
+/// untagged on the native VLAN) and frames we sent ourselves; accept ARP, and IPv6 whose
+/// next header is ICMPv6 with type 135 (Neighbor Solicitation); drop the rest. Offsets are
+/// from the start of the Ethernet frame; 0xfffff0xx are the kernel's ancillary fields.
+const FILTER: [SockFilter; 13] = [
+    SockFilter::new(0x20, 0, 0, 0xffff_f030), //  0: ld vlan_tag_present
+    SockFilter::new(0x15, 0, 10, 0),          //  1: jeq 0 else -> 12
+    SockFilter::new(0x20, 0, 0, 0xffff_f004), //  2: ld pkttype
+    SockFilter::new(0x15, 8, 0, 4),           //  3: jeq PACKET_OUTGOING -> 12
+    SockFilter::new(0x28, 0, 0, 12),          //  4: ldh [12]          EtherType
+    SockFilter::new(0x15, 5, 0, 0x0806),      //  5: jeq ARP -> 11
+    SockFilter::new(0x15, 0, 5, 0x86dd),      //  6: jeq IPv6 else -> 12
+    SockFilter::new(0x30, 0, 0, 20),          //  7: ldb [20]          IPv6 next header
+    SockFilter::new(0x15, 0, 3, 58),          //  8: jeq ICMPv6 else -> 12
+    SockFilter::new(0x30, 0, 0, 54),          //  9: ldb [54]          ICMPv6 type
+    SockFilter::new(0x15, 0, 1, 135),         // 10: jeq NS else -> 12
+    SockFilter::new(0x06, 0, 0, 0xffff),      // 11: ret accept
+    SockFilter::new(0x06, 0, 0, 0),           // 12: ret drop
 ];
 
 /// Opens a packet socket, which needs CAP_NET_RAW. Used at start to fail early and clearly.
 pub fn probe_capability() -> io::Result<()> {
-    Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(i32::from(ETH_P_ALL.to_be())))).map(drop)
+    Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0))).map(drop)
 }
 
 type Pair = (Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>);
 
 /// A filtered, non-promiscuous packet channel on `iface`.
 fn open(iface: &NetworkInterface) -> io::Result<Pair> {
-    let sock = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(i32::from(ETH_P_ALL.to_be()))))?;
+    // Protocol 0: the socket receives nothing until pnet binds it to the interface (with
+    // ETH_P_ALL), so no frame from another interface is ever queued on it.
+    let sock = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
     sock.attach_filter(&FILTER)?;
     let config = pnet_datalink::Config {
         read_timeout: Some(Duration::from_millis(100)),
@@ -131,22 +137,31 @@ impl Worker {
     }
 }
 
-/// Solicited-node groups joined, with how many owned addresses need each.
+/// Solicited-node groups: those wanted (for the owned IPv6 addresses) and those joined.
+/// A join that fails (IPv6 briefly disabled, a membership limit) is retried on every
+/// [`Groups::retry`] until it succeeds.
 #[derive(Default)]
 struct Groups {
     socket: Option<Socket>,
-    joined: BTreeMap<Ipv6Addr, usize>,
+    want: BTreeSet<Ipv6Addr>,
+    joined: BTreeSet<Ipv6Addr>,
 }
 
 impl Groups {
     fn set(&mut self, index: u32, ips: &BTreeSet<IpAddr>) {
-        let mut want: BTreeMap<Ipv6Addr, usize> = BTreeMap::new();
-        for ip in ips {
-            if let IpAddr::V6(v6) = ip {
-                *want.entry(ndisc::solicited_node(*v6)).or_default() += 1;
-            }
-        }
-        if want.is_empty() && self.joined.is_empty() {
+        self.want = ips
+            .iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V6(v6) => Some(ndisc::solicited_node(*v6)),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        self.retry(index);
+    }
+
+    /// Joins what is wanted and not joined, leaves what is joined and not wanted.
+    fn retry(&mut self, index: u32) {
+        if self.want == self.joined {
             return;
         }
         if self.socket.is_none() {
@@ -159,15 +174,18 @@ impl Groups {
             }
         }
         let Some(sock) = &self.socket else { return };
-        for g in self.joined.keys().filter(|g| !want.contains_key(g)) {
-            let _ = sock.leave_multicast_v6(g, index);
+        for g in self.joined.difference(&self.want).copied().collect::<Vec<_>>() {
+            let _ = sock.leave_multicast_v6(&g, index);
+            self.joined.remove(&g);
         }
-        for g in want.keys().filter(|g| !self.joined.contains_key(g)) {
-            if let Err(e) = sock.join_multicast_v6(g, index) {
-                tracing::warn!(group = %g, error = %e, "cannot join solicited-node group");
+        for g in self.want.difference(&self.joined).copied().collect::<Vec<_>>() {
+            match sock.join_multicast_v6(&g, index) {
+                Ok(()) => {
+                    self.joined.insert(g);
+                }
+                Err(e) => tracing::warn!(group = %g, error = %e, "cannot join solicited-node group; will retry"),
             }
         }
-        self.joined = want;
     }
 }
 
@@ -193,9 +211,14 @@ struct Loop {
 impl Loop {
     fn run(mut self) {
         tracing::info!(interface = %self.name, "answering ARP/NDP");
+        let mut last_retry = Instant::now();
         while !self.shared.stop.load(Ordering::SeqCst) {
             self.refresh();
             self.announce(Instant::now());
+            if last_retry.elapsed() >= Duration::from_secs(1) {
+                self.groups.retry(self.index);
+                last_retry = Instant::now();
+            }
             let frame = match self.rx.next() {
                 Ok(bytes) => parse_frame(bytes).ok(),
                 Err(e)

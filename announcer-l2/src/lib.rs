@@ -116,9 +116,12 @@ impl L2Announcer {
     }
 }
 
-/// The manager: keeps one worker per interface that has something to answer for.
+/// The manager: keeps one worker per interface that has something to answer for. A worker
+/// is replaced when its interface is recreated or changes MAC, and dropped when its thread
+/// ended (the interface went away).
 fn manager(inner: &Inner) {
-    let mut workers: BTreeMap<String, io::Worker> = BTreeMap::new();
+    // name -> (ifindex, MAC, worker)
+    let mut workers: BTreeMap<String, (u32, wire::MacAddr, io::Worker)> = BTreeMap::new();
     let mut since: BTreeMap<IpAddr, SystemTime> = BTreeMap::new();
     loop {
         if let Ok(d) = inner.dirty.lock() {
@@ -131,13 +134,20 @@ fn manager(inner: &Inner) {
         }
         let desired = inner.desired.lock().map(|d| d.clone()).unwrap_or_default();
         let host = pnet_datalink::interfaces();
-        let snapshot = interfaces::list();
+        let snapshot: Vec<interfaces::Iface> = host.iter().map(interfaces::Iface::of).collect();
         let targets = interfaces::targets(&desired, &snapshot, &inner.settings.exclude);
-        // Stop workers that have nothing left to do or whose interface went away.
-        let gone: Vec<String> =
-            workers.iter().filter(|(n, w)| !targets.contains_key(*n) || w.finished()).map(|(n, _)| n.clone()).collect();
-        for name in gone {
-            if let Some(w) = workers.remove(&name) {
+        let stale: Vec<String> = workers
+            .iter()
+            .filter(|(name, (index, mac, w))| {
+                let now = snapshot.iter().find(|i| &i.name == *name);
+                !targets.contains_key(*name)
+                    || w.finished()
+                    || now.is_none_or(|i| i.index != *index || i.mac != Some(*mac))
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in stale {
+            if let Some((_, _, w)) = workers.remove(&name) {
                 w.stop();
             }
         }
@@ -147,35 +157,41 @@ fn manager(inner: &Inner) {
                 let Some(mac) = ni.mac else { continue };
                 match io::Worker::start(ni, mac, &inner.settings) {
                     Ok(w) => {
-                        workers.insert(name.clone(), w);
+                        workers.insert(name.clone(), (ni.index, mac, w));
                     }
                     Err(e) => tracing::warn!(interface = %name, error = %e, "cannot open interface"),
                 }
             }
-            if let Some(w) = workers.get(name) {
+            if let Some((_, _, w)) = workers.get(name) {
                 w.shared.set_ips(ips.clone());
             }
         }
-        update_status(inner, &desired, &targets, &mut since);
+        let answering: BTreeMap<String, BTreeSet<IpAddr>> = workers
+            .iter()
+            .map(|(n, (_, _, w))| (n.clone(), w.shared.answering.lock().map(|a| a.clone()).unwrap_or_default()))
+            .collect();
+        update_status(inner, &desired, &answering, &mut since);
     }
-    for (_, w) in std::mem::take(&mut workers) {
+    for (_, (_, _, w)) in std::mem::take(&mut workers) {
         w.stop();
     }
 }
 
+/// Status from what the workers really answer for (a worker that failed to open or died
+/// answers for nothing).
 fn update_status(
     inner: &Inner,
     desired: &BTreeMap<IpAddr, L2Target>,
-    targets: &BTreeMap<String, BTreeSet<IpAddr>>,
+    answering: &BTreeMap<String, BTreeSet<IpAddr>>,
     since: &mut BTreeMap<IpAddr, SystemTime>,
 ) {
     since.retain(|ip, _| desired.contains_key(ip));
     let mut status = BTreeMap::new();
     for ip in desired.keys() {
-        let via: BTreeSet<String> = targets.iter().filter(|(_, s)| s.contains(ip)).map(|(n, _)| n.clone()).collect();
+        let via: BTreeSet<String> = answering.iter().filter(|(_, s)| s.contains(ip)).map(|(n, _)| n.clone()).collect();
         let st = if via.is_empty() {
             since.remove(ip);
-            IpStatus::Failed("no eligible interface to answer on".into())
+            IpStatus::Pending
         } else {
             IpStatus::Announced { since: *since.entry(*ip).or_insert_with(SystemTime::now), via }
         };
@@ -183,6 +199,27 @@ fn update_status(
     }
     if let Ok(mut s) = inner.status.lock() {
         *s = status;
+    }
+}
+
+impl Drop for L2Announcer {
+    /// Dropping the announcer stops answering (as [`Announcer::shutdown`] does).
+    fn drop(&mut self) {
+        self.stop_manager();
+    }
+}
+
+impl L2Announcer {
+    fn stop_manager(&self) {
+        if let Ok(mut d) = self.inner.desired.lock() {
+            d.clear();
+        }
+        self.inner.stop.store(true, Ordering::SeqCst);
+        self.poke();
+        let handle = self.manager.lock().ok().and_then(|mut m| m.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
     }
 }
 
@@ -203,16 +240,10 @@ impl Announcer for L2Announcer {
         }
     }
 
+    /// Stops answering everywhere. Blocks for at most one receive timeout (100 ms) while the
+    /// workers end.
     async fn shutdown(&self) -> Result<(), AnnounceError> {
-        if let Ok(mut d) = self.inner.desired.lock() {
-            d.clear();
-        }
-        self.inner.stop.store(true, Ordering::SeqCst);
-        self.poke();
-        let handle = self.manager.lock().ok().and_then(|mut m| m.take());
-        if let Some(h) = handle {
-            let _ = h.join();
-        }
+        self.stop_manager();
         Ok(())
     }
 }

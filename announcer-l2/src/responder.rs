@@ -4,12 +4,14 @@
 //! Rules (each drop is an early `return None` with its reason):
 //! - ARP ([RFC 826], [RFC 5227]): answer requests for an owned IPv4 address with our MAC,
 //!   including ARP probes (sender 0.0.0.0), which is how an owner defends its address;
-//!   ignore replies, requests for other addresses, gratuitous ARP from others (sender IP =
-//!   target IP: an announcement, not a question) and non-unicast senders.
+//!   ignore replies, requests for other addresses and non-unicast senders. An ARP packet
+//!   from another MAC whose *sender* is an owned address is a conflict (RFC 5227 §2.4): it
+//!   is logged and the address defended with one announcement, at most every 10 seconds.
 //! - NDP ([RFC 4861] §7.1.1, §7.2.3–§7.2.4): drop solicitations whose hop limit is not 255 or
 //!   whose multicast destination is not the target's solicited-node group; answer an owned
 //!   target with a solicited advertisement (S and O set, Target Link-Layer Address option)
-//!   to the sender, including unicast NUD probes without a Source Link-Layer Address option
+//!   to the sender (never to a multicast source), including unicast NUD probes without a
+//!   Source Link-Layer Address option
 //!   (the Ethernet source is the sender's MAC); defend an owned address against a Duplicate
 //!   Address Detection probe (source `::`) with an advertisement to all-nodes, S clear.
 //! - Frames from our own MAC are ignored (a packet socket also sees what we send).
@@ -19,9 +21,9 @@
 //! [RFC 5227]: https://www.rfc-editor.org/rfc/rfc5227
 //! [RFC 4861]: https://www.rfc-editor.org/rfc/rfc4861
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv6Addr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::wire::arp::{ArpOp, ArpRepr};
 use crate::wire::ethernet::{EthernetRepr, ETHERTYPE_ARP, ETHERTYPE_IPV6};
@@ -82,12 +84,17 @@ impl Bucket {
     }
 }
 
+/// RFC 5227 §2.4 (b): defend an address at most once per DEFEND_INTERVAL.
+pub const DEFEND_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Answers for a set of owned addresses on one interface.
 #[derive(Debug, Clone)]
 pub struct Responder {
     mac: MacAddr,
     ips: BTreeSet<IpAddr>,
     bucket: Bucket,
+    /// When each address was last defended against a conflicting claim.
+    defended: BTreeMap<IpAddr, Instant>,
     /// Replies not sent because of the rate bound.
     pub limited: u64,
 }
@@ -100,11 +107,18 @@ impl Responder {
     /// A responder for an interface with `mac`, replying at most `rate` times a second
     /// (0: unbounded), owning nothing yet.
     pub fn new(mac: MacAddr, rate: u32) -> Self {
-        Responder { mac, ips: BTreeSet::new(), bucket: Bucket { rate, tokens: 0.0, last: None }, limited: 0 }
+        Responder {
+            mac,
+            ips: BTreeSet::new(),
+            bucket: Bucket { rate, tokens: 0.0, last: None },
+            defended: BTreeMap::new(),
+            limited: 0,
+        }
     }
 
     /// Replaces the owned addresses.
     pub fn set_ips(&mut self, ips: BTreeSet<IpAddr>) {
+        self.defended.retain(|ip, _| ips.contains(ip));
         self.ips = ips;
     }
 
@@ -115,21 +129,42 @@ impl Responder {
 
     /// What to send in answer to `frame`, if anything.
     pub fn on_frame(&mut self, now: Instant, frame: &Frame) -> Option<Outgoing> {
-        let (eth, reply) = match frame {
-            Frame::Arp(eth, arp) => (eth, self.on_arp(arp)),
-            Frame::Ndisc(eth, ip, nd) => (eth, self.on_ndisc(eth, ip, nd)),
+        let eth = match frame {
+            Frame::Arp(eth, _) | Frame::Ndisc(eth, _, _) => eth,
         };
         if eth.src == self.mac {
-            // Our own frame, seen by the packet socket on its way out.
+            // Our own frame (another local socket, or ours on its way out).
             return None;
         }
-        let reply = reply?;
+        let reply = match frame {
+            Frame::Arp(_, arp) => match self.conflict(now, arp) {
+                Some(defense) => defense,
+                None => self.on_arp(arp),
+            },
+            Frame::Ndisc(eth, ip, nd) => self.on_ndisc(eth, ip, nd),
+        }?;
         if !self.bucket.take(now) {
             self.limited += 1;
             tracing::debug!("reply rate bound reached; dropping a reply");
             return None;
         }
         Some(reply)
+    }
+
+    /// Whether `arp` claims one of our addresses from another MAC (RFC 5227 §2.4); if so,
+    /// `Some` with the defense to send (one announcement, at most every [`DEFEND_INTERVAL`]).
+    fn conflict(&mut self, now: Instant, arp: &ArpRepr) -> Option<Option<Outgoing>> {
+        let ip = IpAddr::V4(arp.source_protocol_addr);
+        if arp.source_hardware_addr == self.mac || !self.ips.contains(&ip) {
+            return None;
+        }
+        let recently = self.defended.get(&ip).is_some_and(|t| now.saturating_duration_since(*t) < DEFEND_INTERVAL);
+        if recently {
+            return Some(None);
+        }
+        tracing::warn!(%ip, mac = %arp.source_hardware_addr, "another host claims an address we announce; defending it");
+        self.defended.insert(ip, now);
+        Some(self.announcements(ip).into_iter().next())
     }
 
     /// The answer to an ARP packet.
@@ -147,8 +182,7 @@ impl Responder {
             return None;
         }
         if arp.source_protocol_addr == arp.target_protocol_addr {
-            // Someone else announces our address: a conflict to report, not a question.
-            tracing::warn!(ip = %arp.target_protocol_addr, mac = %arp.source_hardware_addr, "another host claims an address we announce");
+            // An announcement (gratuitous ARP), not a question.
             return None;
         }
         let reply = ArpRepr {
@@ -182,6 +216,10 @@ impl Responder {
             tracing::debug!(%target, dst = %ip.dst, "NS to the wrong multicast group");
             return None;
         }
+        if ip.src.is_multicast() {
+            // §7.1.1 (RFC 4291): a source address is never multicast.
+            return None;
+        }
         if ip.src.is_unspecified() {
             // §7.1.1: a DAD probe has no source link-layer address and goes to the group.
             if lladdr.is_some() || !ip.dst.is_multicast() {
@@ -210,8 +248,9 @@ impl Responder {
     }
 
     /// What to send when taking `ip`, so neighbours and switches update at once: gratuitous
-    /// ARP in both forms (an RFC 5227 announcement request, and a broadcast reply, which some
-    /// devices only heed), or an unsolicited NA to all-nodes with Override (§7.2.6).
+    /// ARP in both forms (an RFC 5227 announcement request with target MAC zero, and a
+    /// broadcast reply with target MAC our own, which some devices only heed), or an
+    /// unsolicited NA to all-nodes with Override (§7.2.6).
     pub fn announcements(&self, ip: IpAddr) -> Vec<Outgoing> {
         match ip {
             IpAddr::V4(v4) => {
@@ -225,7 +264,7 @@ impl Responder {
                 };
                 vec![
                     Outgoing { eth: bcast, body: Body::Arp(garp(ArpOp::Request, MacAddr::zero())) },
-                    Outgoing { eth: bcast, body: Body::Arp(garp(ArpOp::Reply, MacAddr::broadcast())) },
+                    Outgoing { eth: bcast, body: Body::Arp(garp(ArpOp::Reply, self.mac)) },
                 ]
             }
             IpAddr::V6(v6) => vec![self.advert(v6, ALL_NODES, ndisc::multicast_mac(ALL_NODES), flags::OVERRIDE)],

@@ -19,9 +19,14 @@ pub const LINK: &str = "lb-vips";
 #[derive(Debug, Default)]
 pub struct HostVips {
     present: BTreeSet<IpAddr>,
-    /// The device holding them, once set up; whether lb created it.
+    /// The device holding them, once set up; whether it is our dummy interface.
     link: Option<(String, bool)>,
+    /// The sysctl values found before we changed them, restored by [`HostVips::clear`].
+    saved: Vec<(&'static str, String)>,
 }
+
+const ARP_SYSCTLS: [(&str, &str); 2] =
+    [("/proc/sys/net/ipv4/conf/all/arp_ignore", "1"), ("/proc/sys/net/ipv4/conf/all/arp_announce", "2")];
 
 fn ip(args: &[&str]) -> Result<(), String> {
     match Command::new("ip").args(args).output() {
@@ -41,12 +46,20 @@ impl HostVips {
     /// Makes the dummy interface hold exactly `want`.
     pub fn sync(&mut self, want: &BTreeSet<IpAddr>) {
         if !want.is_empty() && self.link.is_none() {
-            sysctl("/proc/sys/net/ipv4/conf/all/arp_ignore", "1");
-            sysctl("/proc/sys/net/ipv4/conf/all/arp_announce", "2");
-            // It may exist from an earlier run; then `add` fails and `set up` still works.
+            for (path, value) in ARP_SYSCTLS {
+                if let Ok(old) = std::fs::read_to_string(path) {
+                    self.saved.push((path, old.trim().to_string()));
+                }
+                sysctl(path, value);
+            }
+            // It may exist from an earlier run that crashed: then `add` fails, and its stale
+            // addresses are flushed so only what is announced now is local.
             let _ = ip(&["link", "add", LINK, "type", "dummy"]);
             self.link = match ip(&["link", "set", LINK, "up"]) {
-                Ok(()) => Some((LINK.to_string(), true)),
+                Ok(()) => {
+                    let _ = ip(&["addr", "flush", "dev", LINK]);
+                    Some((LINK.to_string(), true))
+                }
                 Err(e) => {
                     tracing::info!(error = %e, "no dummy interface; service addresses go on lo");
                     Some(("lo".to_string(), false))
@@ -76,11 +89,15 @@ impl HostVips {
         }
     }
 
-    /// Removes every address and the interface.
+    /// Removes every address and the interface, and restores the sysctls.
     pub fn clear(&mut self) {
         self.sync(&BTreeSet::new());
         if let Some((dev, true)) = self.link.take() {
             let _ = ip(&["link", "del", &dev]);
+        }
+        self.link = None;
+        for (path, old) in std::mem::take(&mut self.saved) {
+            sysctl(path, &old);
         }
     }
 }

@@ -177,18 +177,19 @@ impl Standalone {
             tracing::warn!(path = %self.args.state_file.display(), error = %e, "cannot write the state file");
         }
         let report = Report::new(&alloc, &services, outcomes, &validated.warnings);
-        let mut out = std::io::stdout().lock();
-        report.write(&mut out, false)?;
-        drop(out);
+        if let Err(e) = report.write(&mut std::io::stdout().lock(), false) {
+            tracing::warn!(error = %e, "cannot print the assignment table");
+        }
         let desired = Desired { l2: plan::l2(&validated.config, &self.node, &assigned), bgp: BTreeMap::new() };
         for ip in desired.l2.keys() {
             tracing::info!(%ip, node = %self.node.name, "announcing in L2 mode");
         }
-        self.announcer.reconcile(&desired).await.map_err(Error::Announce)?;
+        // The host accepts traffic for an address before anyone is told to send it here.
         if !self.args.no_host_addresses {
             let vips: BTreeSet<IpAddr> = desired.l2.keys().copied().collect();
             self.host.sync(&vips);
         }
+        self.announcer.reconcile(&desired).await.map_err(Error::Announce)?;
         self.running = Some(validated.config);
         Ok(())
     }
@@ -203,27 +204,41 @@ impl Standalone {
     }
 }
 
-/// Runs until SIGINT or SIGTERM.
+/// Runs until SIGINT or SIGTERM. Every way out (a signal, an invalid first configuration, an
+/// announcer failure) withdraws everything first.
 pub async fn run(args: Args) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let settings = args.l2.settings()?;
     let node = Node::new(args.node.clone().unwrap_or_else(host_name), parse_labels(&args.node_labels)?);
+    // Signals first: a SIGTERM during start-up must still withdraw, not kill the process.
+    let sig = |k: SignalKind| signal(k).map_err(|e| Error::Invalid(format!("cannot install a signal handler: {e}")));
+    let (mut term, mut int, mut hup) =
+        (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?, sig(SignalKind::hangup())?);
     let announcer = L2Announcer::start(settings).map_err(Error::Announce)?;
     let state = State::load(&args.state_file);
     let mut me =
         Standalone { args, node, announcer, host: HostVips::default(), state, running: None, seen: BTreeMap::new() };
-    if let Err(e) = me.reload().await {
-        let _ = me.shutdown().await;
-        return Err(e);
+    let result = serve(&mut me, &mut term, &mut int, &mut hup).await;
+    let down = me.shutdown().await;
+    result.and(down)
+}
+
+async fn serve(
+    me: &mut Standalone,
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+    hup: &mut tokio::signal::unix::Signal,
+) -> Result<()> {
+    tokio::select! {
+        r = me.reload() => r?,
+        _ = term.recv() => return Ok(()),
+        _ = int.recv() => return Ok(()),
     }
-    let sig = |k: SignalKind| signal(k).map_err(|e| Error::Invalid(format!("cannot install a signal handler: {e}")));
-    let (mut term, mut int, mut hup) =
-        (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?, sig(SignalKind::hangup())?);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration");
                 me.reload().await?;
@@ -236,7 +251,6 @@ pub async fn run(args: Args) -> Result<()> {
             }
         }
     }
-    me.shutdown().await
 }
 
 #[cfg(test)]

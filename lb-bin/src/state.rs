@@ -43,8 +43,16 @@ impl State {
         let mut tmp = PathBuf::from(path);
         tmp.set_extension("tmp");
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::from)?;
-        std::fs::write(&tmp, json)?;
-        std::fs::rename(&tmp, path)
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &json)?;
+        // Durable before it replaces the old file: a power cut leaves the old or the new state,
+        // never an empty one (which would move every address).
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! L2 mode with real parts: `lb run` in one network namespace, real `arping`, `ndisc6`,
 //! the kernel's own neighbour discovery and `tcpdump` in a client namespace, joined by veth.
 //!
-//! Needs root and arping, ndisc6, tcpdump (installed by ./scripts/test as root). Without them
+//! Needs root and arping, ndisc6, tcpdump, mausezahn (installed by ./scripts/test as root). Without them
 //! the tests say SKIPPED and why; under CI=true they fail instead.
 
 mod support;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use support::{eventually, prerequisites, veth, Netns, Proc, Scratch};
 
-const TOOLS: &[&str] = &["ip", "arping", "ndisc6", "tcpdump"];
+const TOOLS: &[&str] = &["ip", "arping", "ndisc6", "tcpdump", "mausezahn"];
 
 fn config(with_api: bool) -> String {
     let mut y = String::from(
@@ -19,7 +19,7 @@ fn config(with_api: bool) -> String {
          apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: t}\nspec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ports: [{port: 80}]}\n",
     );
     if with_api {
-        y.push_str("---\napiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: t}\nspec: {type: LoadBalancer, ipFamilies: [IPv4], ports: [{port: 443}]}\n");
+        y.push_str("---\napiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: t}\nspec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ports: [{port: 443}]}\n");
     }
     y
 }
@@ -50,10 +50,21 @@ impl Lab {
     }
 
     fn lb(&self) -> Proc {
+        self.lb_with(&[])
+    }
+
+    fn lb_with(&self, extra: &[&str]) -> Proc {
         let cfg = self.dir.path("lb.yaml");
         let state = self.dir.path("state.json");
-        let args = ["run", "-c", cfg.to_str().unwrap(), "--node", "spk", "--state-file", state.to_str().unwrap()];
+        let mut args =
+            vec!["run", "-c", cfg.to_str().unwrap(), "--node", "spk", "--state-file", state.to_str().unwrap()];
+        args.extend_from_slice(extra);
         Proc::spawn(self.spk.cmd(env!("CARGO_BIN_EXE_lb"), &args), &self.dir.0, "lb")
+    }
+
+    /// The IPv6 multicast groups the speaker's eth0 has joined.
+    fn groups(&self) -> String {
+        self.spk.ip(&["-6", "maddr", "show", "dev", "eth0"])
     }
 
     /// The MAC that answers ARP for `ip`, if any.
@@ -92,7 +103,8 @@ fn answers_arp_and_ndp_for_assigned_addresses_and_announces_them() {
         "tcpdump",
     );
     assert!(eventually(Duration::from_secs(5), || dump.stderr().contains("listening on")), "tcpdump did not start");
-    let lb = lab.lb();
+    // No host addresses: the addresses are not local to the speaker, so only lb can answer.
+    let lb = lab.lb_with(&["--no-host-addresses"]);
     let mac = lab.mac();
     assert!(
         eventually(Duration::from_secs(10), || lab.arping("192.0.2.16").as_deref() == Some(mac.as_str())),
@@ -105,6 +117,30 @@ fn answers_arp_and_ndp_for_assigned_addresses_and_announces_them() {
     assert_eq!(lab.arping("192.0.2.20"), None, "an unassigned address of the pool is not answered");
     assert_eq!(lab.ndisc("2001:db8:5::"), Some(mac.clone()), "NS for the assigned IPv6 address");
     assert_eq!(lab.ndisc("2001:db8:5::3"), None, "an unassigned IPv6 address is not answered");
+    assert!(lab.groups().contains("ff02::1:ff00:0"), "solicited-node group of 2001:db8:5:: joined: {}", lab.groups());
+
+    // A VLAN-tagged request is not answered (in particular not untagged on the native VLAN),
+    // while the same request untagged is: crafted with mausezahn from two made-up MACs.
+    let mz = |last: &str, vlan: &str| {
+        let smac = format!("02:00:00:00:07:{last}");
+        // Ethernet (+ 802.1Q) + ARP request "who has 192.0.2.16? tell 192.0.2.7".
+        let frame = format!(
+            "ff:ff:ff:ff:ff:ff:{smac}:{vlan}08:06:00:01:08:00:06:04:00:01:{smac}:c0:00:02:07:00:00:00:00:00:00:c0:00:02:10"
+        );
+        let o = lab.cli.exec("mausezahn", &["eth0", "-q", "-c", "1", &frame]);
+        assert!(o.status.success(), "mausezahn: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    mz("01", "81:00:00:64:");
+    mz("02", "");
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Duplicate Address Detection: a host trying to configure the address sees it defended.
+    lab.cli.ip(&["addr", "add", "2001:db8:5::1/64", "dev", "eth0"]);
+    assert!(
+        eventually(Duration::from_secs(5), || lab.cli.ip(&["-6", "addr", "show", "dev", "eth0"]).contains("dadfailed")),
+        "DAD probe for an announced address not defended: {}",
+        lab.cli.ip(&["-6", "addr", "show", "dev", "eth0"])
+    );
 
     // Unicast NUD: the client's kernel re-probes a stale entry with a unicast NS to our MAC.
     lab.cli.exec(
@@ -124,6 +160,8 @@ fn answers_arp_and_ndp_for_assigned_addresses_and_announces_them() {
     let lines: Vec<&str> = text.lines().collect();
     // Gratuitous ARP in both forms and the unsolicited NA, from our MAC.
     let has = |f: &dyn Fn(&str) -> bool| lines.iter().any(|l| f(l));
+    assert!(has(&|l| l.contains(&format!("{mac} > 02:00:00:00:07:02")) && l.contains("Reply 192.0.2.16")), "{text}");
+    assert!(!has(&|l| l.contains("> 02:00:00:00:07:01")), "a VLAN-tagged request was answered:\n{text}");
     assert!(
         has(&|l| l.contains(&format!("{mac} > ff:ff:ff:ff:ff:ff"))
             && l.contains("Request who-has 192.0.2.16 tell 192.0.2.16")),
@@ -166,9 +204,16 @@ fn reloads_on_file_change_and_sighup_keeps_the_last_good_config_and_withdraws_on
     assert!(eventually(Duration::from_secs(10), || lab.arping("192.0.2.17").is_some()), "{}", lb.stderr());
     let cfg = lab.dir.path("lb.yaml");
 
-    // The file changes: t/api is gone, its address is no longer answered.
+    assert_eq!(lab.ndisc("2001:db8:5::1"), Some(mac.clone()));
+    assert!(lab.groups().contains("ff02::1:ff00:1"), "{}", lab.groups());
+    let sysctl = |k: &str| String::from_utf8_lossy(&lab.spk.exec("sysctl", &["-n", k]).stdout).trim().to_string();
+    assert_eq!(sysctl("net.ipv4.conf.all.arp_ignore"), "1", "only lb answers ARP for the host's service addresses");
+
+    // The file changes: t/api is gone, its addresses are no longer answered.
     std::fs::write(&cfg, config(false)).unwrap();
     assert!(eventually(Duration::from_secs(6), || lab.arping("192.0.2.17").is_none()), "{}", lb.stderr());
+    assert_eq!(lab.ndisc("2001:db8:5::1"), None, "its IPv6 address is withdrawn too");
+    assert!(!lab.groups().contains("ff02::1:ff00:1"), "its solicited-node group is left: {}", lab.groups());
     assert_eq!(lab.arping("192.0.2.16"), Some(mac.clone()), "t/web keeps its address");
 
     // An invalid file and SIGHUP: reported, and the last good configuration keeps running.
@@ -194,6 +239,7 @@ fn reloads_on_file_change_and_sighup_keeps_the_last_good_config_and_withdraws_on
     assert_eq!(lab.arping("192.0.2.16"), None);
     assert_eq!(lab.ndisc("2001:db8:5::"), None);
     assert!(!lab.spk.ip(&["addr", "show"]).contains("192.0.2.16/32"), "host addresses removed");
+    assert_eq!(sysctl("net.ipv4.conf.all.arp_ignore"), "0", "sysctls restored");
 }
 
 #[test]
@@ -227,22 +273,41 @@ fn without_cap_net_raw_it_fails_with_one_clear_line() {
     let cfg = dir.path("lb.yaml");
     std::fs::write(&cfg, config(false)).unwrap();
     let state = dir.path("state.json");
-    let args = ["run", "-c", cfg.to_str().unwrap(), "--node", "n", "--state-file", state.to_str().unwrap()];
     let lb = env!("CARGO_BIN_EXE_lb");
-    let out = if support::is_root() {
-        // Root: drop the capability from the bounding set, so the process cannot have it.
-        let mut a = vec!["--bounding-set", "-net_raw", lb];
-        a.extend_from_slice(&args);
-        support::run("setpriv", &a)
-    } else {
-        support::run(lb, &args)
+    let args = [
+        "run",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--node",
+        "n",
+        "--state-file",
+        state.to_str().unwrap(),
+        "--no-host-addresses",
+    ];
+    // As root: inside a fresh namespace (should it start anyway, it touches nothing real),
+    // with the capability dropped from the bounding and inheritable sets.
+    let ns = support::is_root().then(|| Netns::new("cap"));
+    let cmd = match &ns {
+        Some(ns) => {
+            let mut a = vec!["--inh-caps", "-net_raw", "--bounding-set", "-net_raw", lb];
+            a.extend_from_slice(&args);
+            ns.cmd("setpriv", &a)
+        }
+        None => {
+            let mut c = std::process::Command::new(lb);
+            c.args(args);
+            c
+        }
     };
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let mut p = Proc::spawn(cmd, &dir.0, "lb");
+    let code = p.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(1), "{}", p.stderr());
+    let err = p.stderr();
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "{err}");
     assert!(
         lines[0].starts_with("error: ") && lines[0].contains("CAP_NET_RAW") && lines[0].contains("setcap"),
         "{err}"
     );
+    assert!(p.stdout().is_empty());
 }

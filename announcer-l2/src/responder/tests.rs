@@ -62,12 +62,27 @@ fn arp_request_for_an_owned_ip_gets_our_mac() {
 fn arp_requests_for_other_ips_replies_and_announcements_are_ignored() {
     let mut r = responder();
     assert!(answer(&mut r, &arp_request("192.0.2.1", "192.0.2.11")).is_none());
-    assert!(answer(&mut r, &arp_request("192.0.2.10", "192.0.2.10")).is_none(), "someone else's gratuitous ARP");
+    assert!(answer(&mut r, &arp_request("192.0.2.3", "192.0.2.3")).is_none(), "someone else's announcement");
     let mut reply = arp_request("192.0.2.1", "192.0.2.10");
     reply[21] = 2;
     assert!(answer(&mut r, &reply).is_none());
     r.set_ips(Default::default());
     assert!(answer(&mut r, &arp_request("192.0.2.1", "192.0.2.10")).is_none(), "an address given up is not answered");
+}
+
+#[test]
+fn a_conflicting_claim_is_defended_once_per_interval() {
+    let mut r = responder();
+    let claim = parse_frame(&arp_request("192.0.2.10", "192.0.2.10")).unwrap();
+    let t0 = Instant::now();
+    let Some(defense) = r.on_frame(t0, &claim) else { panic!("not defended") };
+    let Frame::Arp(eth, arp) = parse_frame(&defense.to_bytes()).unwrap() else { panic!() };
+    assert_eq!(
+        (eth.dst, arp.source_hardware_addr, arp.source_protocol_addr),
+        (MacAddr::broadcast(), OURS, v4("192.0.2.10"))
+    );
+    assert!(r.on_frame(t0 + Duration::from_secs(3), &claim).is_none(), "at most once per 10 s (RFC 5227 §2.4)");
+    assert!(r.on_frame(t0 + Duration::from_secs(11), &claim).is_some());
 }
 
 #[test]
