@@ -9,8 +9,9 @@
 # ARP requests with mausezahn (package netsniff-ng) for 192.0.2.16 (announced by `lb run`,
 # not configured on any interface, so only lb answers) and, with lb stopped, for 192.0.2.1
 # (configured on the speaker's eth0, so the kernel answers). Replies are counted on the
-# client's interface; lb's CPU is its utime+stime over the flood, the kernel's is the
-# softirq time of the whole machine over the flood (its replies are sent in softirq).
+# client's interface; lb's CPU is its utime+stime over the flood (the kernel's softirq work
+# to deliver frames to lb's socket is not in it), the kernel's is the softirq time of the
+# whole machine over the flood (its replies are made in softirq).
 # Everything created is deleted at exit (processes by PID, then the namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,13 @@ tag="af$$"
 SPK="${tag}s"; CLI="${tag}c"
 work=$(mktemp -d)
 pids=()
+# Waits for a child we started and forgets its PID, so cleanup never signals a reused PID.
+reap() {
+  wait "$1" 2>/dev/null || true
+  local keep=() p
+  for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+  pids=("${keep[@]}")
+}
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   ip netns del "$SPK" 2>/dev/null || true
@@ -81,7 +89,7 @@ flood() {
   local mz=$!
   pids+=("$mz")
   sleep "$secs"
-  kill "$mz"; wait "$mz" 2>/dev/null || true
+  kill "$mz"; reap "$mz"
   t1=$(now)
   sleep 0.2
   echo "$(( $(tx) - tx0 )) $(( $(rx) - rx0 )) $(calc "$t1 - $t0")"
@@ -101,7 +109,7 @@ for round in $(seq 1 "$ROUNDS"); do
   c0=$(proc_cpu "$lbpid")
   read -r req rep el < <(flood 192.0.2.16 "$SECONDS_PER_SIDE")
   c1=$(proc_cpu "$lbpid")
-  kill -TERM "$lbpid"; wait "$lbpid" || true
+  kill -TERM "$lbpid"; reap "$lbpid"
   LB_RATE+=("$(calc "$rep / $el")")
   LB_CPU+=("$(calc "100 * ($c1 - $c0) / $hz / $el")")
   printf 'round %d  lb:     %9d requests sent, %9d replies, %10.0f replies/s, lb CPU %5.1f%% of a core\n' \
