@@ -2,4 +2,5 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod session;
 pub mod wire;

@@ -1,0 +1,3 @@
+//! A BGP session: the pure state machine ([`fsm`]) and the tokio driver that carries it out.
+
+pub mod fsm;
