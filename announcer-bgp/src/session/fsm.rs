@@ -116,6 +116,9 @@ pub struct Negotiated {
 }
 
 /// What the driver must do.
+// Outputs live for one event and come a few at a time; boxing messages would cost more
+// allocations than the variant sizes cost memory.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Open a TCP connection to the peer.
