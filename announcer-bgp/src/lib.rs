@@ -2,5 +2,6 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod rib;
 pub mod session;
 pub mod wire;
