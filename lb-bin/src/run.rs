@@ -1,8 +1,9 @@
 //! `lb run`: the whole job on one host, without Kubernetes.
 //!
 //! Loads the same YAML as `lb check`, restores the assignments in the state file, allocates,
-//! prints the assignment table, and announces (L2 mode) every assigned address for which this
-//! node is selected by an L2Advertisement. It keeps running: SIGHUP or a change of any
+//! prints the assignment table, and announces every assigned address for which this node is
+//! selected: in L2 mode by an L2Advertisement, in BGP mode to every BGPPeer that selects the
+//! node, as BGPAdvertisements say. It keeps running: SIGHUP or a change of any
 //! configuration file reloads; an invalid new configuration is reported and the last good one
 //! keeps running; SIGINT/SIGTERM withdraw everything and exit 0.
 //!
@@ -14,6 +15,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use announcer_bgp::BgpAnnouncer;
 use announcer_l2::{L2Announcer, L2Settings};
 use lbcore::announcer::{Announcer, Desired};
 use lbcore::config::{self, duration, Config, Labels};
@@ -129,6 +131,7 @@ struct Standalone {
     args: Args,
     node: Node,
     announcer: L2Announcer,
+    bgp: BgpAnnouncer,
     host: HostVips,
     state: State,
     running: Option<Config>,
@@ -180,9 +183,15 @@ impl Standalone {
         if let Err(e) = report.write(&mut std::io::stdout().lock(), false) {
             tracing::warn!(error = %e, "cannot print the assignment table");
         }
-        let desired = Desired { l2: plan::l2(&validated.config, &self.node, &assigned), bgp: BTreeMap::new() };
+        let desired = Desired {
+            l2: plan::l2(&validated.config, &self.node, &assigned),
+            bgp: plan::bgp(&validated.config, &self.node, &assigned),
+        };
         for ip in desired.l2.keys() {
             tracing::info!(%ip, node = %self.node.name, "announcing in L2 mode");
+        }
+        for (peer, s) in &desired.bgp {
+            tracing::info!(%peer, routes = s.routes.len(), node = %self.node.name, "BGP session planned");
         }
         // The host accepts traffic for an address before anyone is told to send it here.
         if !self.args.no_host_addresses {
@@ -190,11 +199,13 @@ impl Standalone {
             self.host.sync(&vips);
         }
         self.announcer.reconcile(&desired).await.map_err(Error::Announce)?;
+        self.bgp.reconcile(&desired).await.map_err(Error::Announce)?;
         self.running = Some(validated.config);
         Ok(())
     }
 
     async fn shutdown(&mut self) -> Result<()> {
+        self.bgp.shutdown().await.map_err(Error::Announce)?;
         self.announcer.shutdown().await.map_err(Error::Announce)?;
         if !self.args.no_host_addresses {
             self.host.clear();
@@ -216,8 +227,16 @@ pub async fn run(args: Args) -> Result<()> {
         (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?, sig(SignalKind::hangup())?);
     let announcer = L2Announcer::start(settings).map_err(Error::Announce)?;
     let state = State::load(&args.state_file);
-    let mut me =
-        Standalone { args, node, announcer, host: HostVips::default(), state, running: None, seen: BTreeMap::new() };
+    let mut me = Standalone {
+        args,
+        node,
+        announcer,
+        bgp: BgpAnnouncer::new(),
+        host: HostVips::default(),
+        state,
+        running: None,
+        seen: BTreeMap::new(),
+    };
     let result = serve(&mut me, &mut term, &mut int, &mut hup).await;
     let down = me.shutdown().await;
     result.and(down)

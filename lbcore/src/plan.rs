@@ -6,13 +6,21 @@
 //! union of those advertisements' `interfaces`, or every suitable interface when any of them
 //! lists none. Shared addresses appear once.
 //!
+//! BGP: every BGPPeer that selects the node is a session (held even with no routes). A
+//! service address goes to a session when some BGPAdvertisement selects its pool, the node,
+//! the service and the peer (`peers`, or none listed); its prefix is the address aggregated
+//! to `aggregationLength(V6)`; communities of all such advertisements are merged, and the
+//! highest LOCAL_PREF wins.
+//!
 //! Not here yet (later issues): the choice of one owner among several eligible nodes
-//! (`election`), endpoint readiness for `externalTrafficPolicy: Local`, and BGP routes.
+//! (`election`), and endpoint readiness for `externalTrafficPolicy: Local`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::announcer::L2Target;
+use ipnet::IpNet;
+
+use crate::announcer::{BgpSession, L2Target, RouteAttrs};
 use crate::config::selector::any_matches;
 use crate::config::{Config, Labels};
 
@@ -67,6 +75,33 @@ pub fn l2(config: &Config, node: &Node, services: &[Assigned]) -> BTreeMap<IpAdd
     out.into_iter().map(|(ip, ifs)| (ip, L2Target { interfaces: ifs.unwrap_or_default() })).collect()
 }
 
+/// The BGP sessions this node holds and the routes on each.
+pub fn bgp(config: &Config, node: &Node, services: &[Assigned]) -> BTreeMap<String, BgpSession> {
+    let mut out = BTreeMap::new();
+    for peer in config.peers.iter().filter(|p| any_matches(&p.node_selectors, &node.labels)) {
+        let mut routes: BTreeMap<IpNet, RouteAttrs> = BTreeMap::new();
+        for svc in services {
+            for (ip, pool_name) in &svc.ips {
+                let Some(pool) = config.pool(pool_name) else { continue };
+                for adv in config.bgp_advertisements.iter().filter(|a| {
+                    a.pools.selects(pool)
+                        && any_matches(&a.node_selectors, &node.labels)
+                        && any_matches(&a.service_selectors, &svc.labels)
+                        && (a.peers.is_empty() || a.peers.contains(&peer.name))
+                }) {
+                    let len = if ip.is_ipv4() { adv.aggregation_length } else { adv.aggregation_length_v6 };
+                    let Ok(net) = IpNet::new(*ip, len) else { continue };
+                    let attrs = routes.entry(net.trunc()).or_default();
+                    attrs.communities.extend(adv.communities.iter().copied());
+                    attrs.local_pref = attrs.local_pref.max(adv.local_pref);
+                }
+            }
+        }
+        out.insert(peer.name.clone(), BgpSession { peer: peer.clone(), routes });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +142,26 @@ mod tests {
         let r1 = Node::new("n2", [("rack".to_string(), "r1".to_string())].into());
         assert_eq!(l2(&c, &r1, &services)[&ip("10.0.0.1")].interfaces, ["eth0".to_string(), "eth1".to_string()].into());
         assert_eq!(r1.labels["kubernetes.io/hostname"], "n2");
+    }
+
+    #[test]
+    fn bgp_routes_per_peer_with_aggregation_communities_and_local_pref() {
+        let c = config(&(POOLS.to_string()
+            + "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: tor1}\nspec: {myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.1}\n---\n"
+            + "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: tor2}\nspec: {myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.2, nodeSelectors: [{matchLabels: {rack: r9}}]}\n---\n"
+            + "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: host}\nspec: {ipAddressPools: [a], communities: [\"64512:1\"], localPref: 50}\n---\n"
+            + "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: agg}\nspec: {ipAddressPools: [a], aggregationLength: 24, communities: [\"large:1:2:3\"], peers: [tor1]}\n"));
+        let services =
+            [Assigned { labels: Labels::new(), ips: vec![(ip("10.0.0.7"), "a".into()), (ip("10.0.1.1"), "b".into())] }];
+        let p = bgp(&c, &Node::new("n1", Labels::new()), &services);
+        assert_eq!(p.keys().collect::<Vec<_>>(), ["tor1"], "tor2 selects other nodes");
+        let routes = &p["tor1"].routes;
+        let host: IpNet = "10.0.0.7/32".parse().unwrap();
+        let agg: IpNet = "10.0.0.0/24".parse().unwrap();
+        assert_eq!(routes.keys().copied().collect::<Vec<_>>(), [agg, host], "pool b is not advertised over BGP");
+        assert_eq!(routes[&host].local_pref, Some(50));
+        assert_eq!(routes[&host].communities.len(), 1);
+        assert_eq!(routes[&agg].communities.iter().map(|c| c.to_string()).collect::<Vec<_>>(), ["large:1:2:3"]);
     }
 
     #[test]

@@ -161,6 +161,12 @@ impl Session {
         Session { cfg, state: State::Idle, negotiated: None, attempts: 0, rng: seed | 1, stopped: false }
     }
 
+    /// Sets our BGP identifier (taken from the local address when none is configured);
+    /// used for the next OPEN.
+    pub fn set_router_id(&mut self, id: u32) {
+        self.cfg.router_id = id;
+    }
+
     /// The current state.
     pub fn state(&self) -> State {
         self.state

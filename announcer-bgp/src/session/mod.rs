@@ -1,3 +1,4 @@
 //! A BGP session: the pure state machine ([`fsm`]) and the tokio driver that carries it out.
 
+pub mod driver;
 pub mod fsm;

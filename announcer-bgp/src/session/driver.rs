@@ -1,0 +1,374 @@
+//! The thin I/O driver of one session: a tokio task that owns the TCP connection, the
+//! timers and the Adj-RIB-Out, feeds events to the pure [`Session`], and carries out its
+//! [`Output`]s. It holds no protocol logic of its own.
+//!
+//! Connections are opened actively, with the TCP MD5 key (RFC 2385) set before `connect`,
+//! the source address bound when configured, and a TTL of 1 on single-hop eBGP (255 with
+//! `ebgpMultiHop` and on iBGP). The session's local address is the next hop of its routes.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::BytesMut;
+use ipnet::IpNet;
+use lbcore::announcer::RouteAttrs;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+
+use super::fsm::{self, Input, Output, Session, State, Timer};
+use crate::codec::{Codec, CodecError};
+use crate::rib::{end_of_rib, AdjRibOut, PeerCtx};
+use crate::wire::{Message, Notification, Update};
+
+/// Everything needed to run one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// The BGPPeer's name (for logs and status).
+    pub name: String,
+    /// Peer address and port.
+    pub remote: SocketAddr,
+    /// Local address to connect from.
+    pub source: Option<IpAddr>,
+    /// TCP MD5 password.
+    pub password: Option<String>,
+    /// Multi-hop eBGP (TTL 255 instead of 1).
+    pub ebgp_multihop: bool,
+    /// The session's settings (a router ID of 0 is taken from the local IPv4 address).
+    pub fsm: fsm::Config,
+}
+
+/// The routes a session should announce.
+pub type Routes = Arc<BTreeMap<IpNet, RouteAttrs>>;
+
+/// What the session is doing, for status and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// FSM state.
+    pub state: State,
+    /// Since when.
+    pub since: SystemTime,
+    /// Why it last went down.
+    pub last_error: Option<String>,
+    /// Routes the peer holds from us.
+    pub routes: usize,
+    /// UPDATE messages sent since start.
+    pub updates_sent: u64,
+}
+
+enum Command {
+    Routes(Routes),
+    Stop(Option<Notification>),
+}
+
+/// A running session.
+pub struct Peer {
+    tx: mpsc::UnboundedSender<Command>,
+    /// Its status.
+    pub status: watch::Receiver<PeerStatus>,
+    task: JoinHandle<()>,
+}
+
+impl Peer {
+    /// Starts the session task.
+    pub fn spawn(spec: PeerSpec, routes: Routes) -> Peer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let status =
+            PeerStatus { state: State::Idle, since: SystemTime::now(), last_error: None, routes: 0, updates_sent: 0 };
+        let (status_tx, status_rx) = watch::channel(status);
+        let seed =
+            spec.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let driver = Driver {
+            session: Session::new(spec.fsm.clone(), seed),
+            spec,
+            conn: None,
+            connecting: None,
+            timers: BTreeMap::new(),
+            codec: Codec::default(),
+            rib: AdjRibOut::default(),
+            desired: routes,
+            ctx: None,
+            status: status_tx,
+        };
+        let task = tokio::spawn(driver.run(rx));
+        Peer { tx, status: status_rx, task }
+    }
+
+    /// Replaces the routes to announce.
+    pub fn set_routes(&self, routes: Routes) {
+        let _ = self.tx.send(Command::Routes(routes));
+    }
+
+    /// Ends the session: with `notify` (withdrawing everything), or by closing the
+    /// connection without a NOTIFICATION (graceful restart: the peer keeps the routes).
+    pub async fn stop(self, notify: Option<Notification>) {
+        let _ = self.tx.send(Command::Stop(notify));
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+struct Conn {
+    read: OwnedReadHalf,
+    write: OwnedWriteHalf,
+    buf: BytesMut,
+    local: SocketAddr,
+}
+
+type Connecting = Pin<Box<dyn std::future::Future<Output = std::io::Result<TcpStream>> + Send>>;
+
+struct Driver {
+    spec: PeerSpec,
+    session: Session,
+    conn: Option<Conn>,
+    connecting: Option<Connecting>,
+    timers: BTreeMap<Timer, Instant>,
+    codec: Codec,
+    rib: AdjRibOut,
+    desired: Routes,
+    ctx: Option<PeerCtx>,
+    status: watch::Sender<PeerStatus>,
+}
+
+/// Opens the connection with the socket options set before `connect`.
+async fn connect(spec: PeerSpec) -> std::io::Result<TcpStream> {
+    let domain = if spec.remote.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let sock = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_nonblocking(true)?;
+    sock.set_tcp_nodelay(true)?;
+    if let Some(pw) = &spec.password {
+        crate::sockopt::set_md5(&sock, spec.remote.ip(), pw.as_bytes())?;
+    }
+    let ibgp = matches!(spec.fsm.peer_as, fsm::PeerAs::Internal)
+        || matches!(spec.fsm.peer_as, fsm::PeerAs::Fixed(a) if a == spec.fsm.local_as);
+    let ttl = if spec.ebgp_multihop || ibgp { 255 } else { 1 };
+    if spec.remote.is_ipv4() {
+        sock.set_ttl_v4(ttl)?;
+    } else {
+        sock.set_unicast_hops_v6(ttl)?;
+    }
+    if let Some(src) = spec.source {
+        sock.bind(&SocketAddr::new(src, 0).into())?;
+    }
+    let std_stream: std::net::TcpStream = sock.into();
+    let socket = TcpSocket::from_std_stream(std_stream);
+    let timeout = spec.fsm.connect_retry.clamp(Duration::from_secs(1), Duration::from_secs(30));
+    match tokio::time::timeout(timeout, socket.connect(spec.remote)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
+    }
+}
+
+/// A router ID from a local address (IPv4: the address; IPv6: its low 32 bits).
+fn router_id_of(ip: IpAddr) -> u32 {
+    match ip {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => (u128::from(a) as u32).max(1),
+    }
+}
+
+impl Driver {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        self.handle(Input::Start).await;
+        loop {
+            let deadline = self.timers.values().min().copied();
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(Command::Routes(r)) => {
+                        self.desired = r;
+                        if self.session.state() == State::Established {
+                            self.send_diff(false).await;
+                        }
+                    }
+                    Some(Command::Stop(Some(n))) => {
+                        self.handle(Input::Stop(n)).await;
+                        break;
+                    }
+                    Some(Command::Stop(None)) | None => {
+                        // Close without NOTIFICATION: with graceful restart the peer keeps
+                        // our routes for the restart time (RFC 4724).
+                        self.conn = None;
+                        break;
+                    }
+                },
+                read = async {
+                    match self.conn.as_mut() {
+                        Some(c) => c.read.read_buf(&mut c.buf).await,
+                        None => std::future::pending().await,
+                    }
+                }, if self.conn.is_some() => {
+                    match read {
+                        Ok(0) | Err(_) => self.handle(Input::TcpClosed).await,
+                        Ok(_) => self.drain_messages().await,
+                    }
+                },
+                done = async {
+                    match self.connecting.as_mut() {
+                        Some(f) => f.await,
+                        None => std::future::pending().await,
+                    }
+                }, if self.connecting.is_some() => {
+                    self.connecting = None;
+                    match done {
+                        Ok(stream) => self.connected(stream).await,
+                        Err(e) => self.handle(Input::TcpFailed(e.to_string())).await,
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    let now = Instant::now();
+                    let due: Vec<Timer> = self.timers.iter().filter(|(_, d)| **d <= now).map(|(t, _)| *t).collect();
+                    for t in due {
+                        self.timers.remove(&t);
+                        self.handle(Input::Timer(t)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    async fn connected(&mut self, stream: TcpStream) {
+        let local = match stream.local_addr() {
+            Ok(l) => l,
+            Err(e) => return self.handle(Input::TcpFailed(e.to_string())).await,
+        };
+        if self.spec.fsm.router_id == 0 {
+            self.session.set_router_id(router_id_of(local.ip()));
+        }
+        let (read, write) = stream.into_split();
+        self.conn = Some(Conn { read, write, buf: BytesMut::with_capacity(4096), local });
+        self.codec = Codec::default();
+        self.handle(Input::TcpConnected).await;
+    }
+
+    async fn drain_messages(&mut self) {
+        loop {
+            let Some(c) = self.conn.as_mut() else { return };
+            match self.codec.decode(&mut c.buf) {
+                Ok(Some(m)) => self.handle(Input::Message(m)).await,
+                Ok(None) => return,
+                Err(CodecError::Decode(e)) => return self.handle(Input::DecodeError(e)).await,
+                Err(CodecError::Io(_)) => return self.handle(Input::TcpClosed).await,
+            }
+        }
+    }
+
+    /// Feeds one input to the session and carries out everything it asks, including inputs
+    /// that carrying it out produces (a failed write closes the connection).
+    async fn handle(&mut self, input: Input) {
+        let mut queue = std::collections::VecDeque::from(self.session.process(input));
+        while let Some(o) = queue.pop_front() {
+            if let Some(next) = self.apply(o).await {
+                queue.extend(self.session.process(next));
+            }
+        }
+    }
+
+    async fn apply(&mut self, o: Output) -> Option<Input> {
+        match o {
+            Output::Connect => {
+                self.connecting = Some(Box::pin(connect(self.spec.clone())));
+                self.set_state(None);
+            }
+            Output::Send(m) => return self.send(&[m]).await,
+            Output::Close => {
+                self.conn = None;
+                self.connecting = None;
+                self.rib.clear();
+                self.ctx = None;
+            }
+            Output::Arm(t, d) => {
+                self.timers.insert(t, Instant::now() + d);
+            }
+            Output::Disarm(t) => {
+                self.timers.remove(&t);
+            }
+            Output::Negotiated(n) => {
+                self.codec.negotiate(&n.opens.0, &n.opens.1, n.ibgp);
+                let local = self.conn.as_ref().map(|c| c.local.ip());
+                self.ctx = Some(PeerCtx {
+                    local_as: self.spec.fsm.local_as,
+                    ibgp: n.ibgp,
+                    four_octet_as: self.codec.cx.four_octet_as,
+                    next_hop_v4: match local {
+                        Some(IpAddr::V4(a)) => Some(a),
+                        _ => None,
+                    },
+                    next_hop_v6: match local {
+                        Some(IpAddr::V6(a)) => Some(a),
+                        _ => None,
+                    },
+                    max_len: self.codec.max_len(),
+                });
+            }
+            Output::Established => {
+                tracing::info!(peer = %self.spec.name, remote = %self.spec.remote, "BGP session established");
+                self.set_state(None);
+                return self.send_diff(true).await;
+            }
+            Output::ResendAll => return self.send_diff(true).await,
+            Output::Down(why) => {
+                tracing::warn!(peer = %self.spec.name, remote = %self.spec.remote, reason = %why, "BGP session down");
+                self.set_state(Some(why));
+            }
+        }
+        self.set_state(None);
+        None
+    }
+
+    /// Sends what changed (or everything, then End-of-RIB).
+    async fn send_diff(&mut self, full: bool) -> Option<Input> {
+        let ctx = self.ctx.clone()?;
+        let mut updates: Vec<Update> =
+            if full { self.rib.full(&self.desired, &ctx) } else { self.rib.diff(&self.desired, &ctx) };
+        if full {
+            updates.extend(end_of_rib());
+        }
+        let n = updates.len() as u64;
+        let msgs: Vec<Message> = updates.into_iter().map(Message::Update).collect();
+        let r = self.send(&msgs).await;
+        self.status.send_modify(|s| {
+            s.updates_sent += n;
+            s.routes = self.rib.sent().len();
+        });
+        r
+    }
+
+    async fn send(&mut self, msgs: &[Message]) -> Option<Input> {
+        let conn = self.conn.as_mut()?;
+        let mut buf = BytesMut::new();
+        for m in msgs {
+            m.encode(&mut buf, self.codec.cx.four_octet_as);
+        }
+        match conn.write.write_all(&buf).await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::debug!(peer = %self.spec.name, error = %e, "write failed");
+                Some(Input::TcpClosed)
+            }
+        }
+    }
+
+    fn set_state(&self, error: Option<String>) {
+        let state = self.session.state();
+        self.status.send_if_modified(|s| {
+            let mut changed = false;
+            if s.state != state {
+                s.state = state;
+                s.since = SystemTime::now();
+                changed = true;
+            }
+            if let Some(e) = &error {
+                s.last_error = Some(e.clone());
+                changed = true;
+            }
+            changed
+        });
+    }
+}
