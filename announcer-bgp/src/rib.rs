@@ -37,6 +37,10 @@ pub struct PeerCtx {
     pub next_hop_v6: Option<Ipv6Addr>,
     /// Largest message.
     pub max_len: usize,
+    /// IPv4 unicast negotiated.
+    pub ipv4: bool,
+    /// IPv6 unicast negotiated.
+    pub ipv6: bool,
 }
 
 /// The routes announced to one peer.
@@ -79,14 +83,15 @@ impl AdjRibOut {
     }
 }
 
-/// The routes this session can carry: each needs a next hop of its family.
+/// The routes this session can carry: each needs its family negotiated and a next hop of
+/// its family.
 fn announceable(desired: &BTreeMap<IpNet, RouteAttrs>, cx: &PeerCtx) -> BTreeMap<IpNet, RouteAttrs> {
     desired
         .iter()
         .filter(|(p, a)| {
             let ok = match p {
-                IpNet::V4(_) => cx.next_hop_v4.is_some() || matches!(a.next_hop, Some(IpAddr::V4(_))),
-                IpNet::V6(_) => cx.next_hop_v6.is_some() || matches!(a.next_hop, Some(IpAddr::V6(_))),
+                IpNet::V4(_) => cx.ipv4 && (cx.next_hop_v4.is_some() || matches!(a.next_hop, Some(IpAddr::V4(_)))),
+                IpNet::V6(_) => cx.ipv6 && (cx.next_hop_v6.is_some() || matches!(a.next_hop, Some(IpAddr::V6(_)))),
             };
             if !ok {
                 tracing::debug!(prefix = %p, "no next hop of this family on this session; not announced");
@@ -97,8 +102,8 @@ fn announceable(desired: &BTreeMap<IpNet, RouteAttrs>, cx: &PeerCtx) -> BTreeMap
         .collect()
 }
 
-/// End-of-RIB markers for both families (RFC 4724 §2).
-pub fn end_of_rib() -> Vec<Update> {
+/// End-of-RIB markers for the negotiated families (RFC 4724 §2).
+pub fn end_of_rib(cx: &PeerCtx) -> Vec<Update> {
     let v6 = Update {
         attrs: Attrs {
             mp_unreach: Some(MpUnreach { afi: AFI_IPV6, safi: SAFI_UNICAST, withdrawn: Vec::new() }),
@@ -106,7 +111,14 @@ pub fn end_of_rib() -> Vec<Update> {
         },
         ..Default::default()
     };
-    vec![Update::default(), v6]
+    let mut out = Vec::new();
+    if cx.ipv4 {
+        out.push(Update::default());
+    }
+    if cx.ipv6 {
+        out.push(v6);
+    }
+    out
 }
 
 fn encoded_len(u: &Update, cx: &PeerCtx) -> usize {
@@ -243,6 +255,8 @@ mod tests {
             next_hop_v4: Some("192.0.2.1".parse().unwrap()),
             next_hop_v6: Some("2001:db8::1".parse().unwrap()),
             max_len: 4096,
+            ipv4: true,
+            ipv6: true,
         }
     }
 
@@ -352,6 +366,17 @@ mod tests {
     }
 
     #[test]
+    fn routes_of_families_not_negotiated_are_never_sent() {
+        let c = PeerCtx { ipv6: false, ..cx(false) };
+        let mut rib = AdjRibOut::default();
+        let mut both = routes(2, true, &RouteAttrs::default());
+        both.extend(routes(2, false, &RouteAttrs::default()));
+        let ups = decode_all(&rib.diff(&both, &c), &c);
+        assert!(ups.iter().all(|u| u.attrs.mp_reach.is_none() && u.attrs.mp_unreach.is_none()));
+        assert_eq!(rib.sent().len(), 2);
+    }
+
+    #[test]
     fn routes_without_a_next_hop_of_their_family_are_held_back() {
         let c = PeerCtx { next_hop_v6: None, ..cx(false) };
         let mut rib = AdjRibOut::default();
@@ -362,8 +387,10 @@ mod tests {
 
     #[test]
     fn end_of_rib_markers() {
-        let eor = decode_all(&end_of_rib(), &cx(false));
+        let eor = decode_all(&end_of_rib(&cx(false)), &cx(false));
         assert_eq!(eor[0], Update::default());
         assert_eq!(eor[1].attrs.mp_unreach.as_ref().map(|m| (m.afi, m.withdrawn.len())), Some((AFI_IPV6, 0)));
+        let v4_only = PeerCtx { ipv6: false, ..cx(false) };
+        assert_eq!(end_of_rib(&v4_only), vec![Update::default()], "no marker for a family the peer did not announce");
     }
 }

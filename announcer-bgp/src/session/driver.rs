@@ -27,6 +27,7 @@ use tokio_util::codec::Decoder;
 use super::fsm::{self, Input, Output, Session, State, Timer};
 use crate::codec::{Codec, CodecError};
 use crate::rib::{end_of_rib, AdjRibOut, PeerCtx};
+use crate::wire::iana::{AFI_IPV4, AFI_IPV6, SAFI_UNICAST};
 use crate::wire::{Message, Notification, Update};
 
 /// Everything needed to run one session.
@@ -305,6 +306,8 @@ impl Driver {
                         _ => None,
                     },
                     max_len: self.codec.max_len(),
+                    ipv4: n.families.contains(&(AFI_IPV4, SAFI_UNICAST)),
+                    ipv6: n.families.contains(&(AFI_IPV6, SAFI_UNICAST)),
                 });
             }
             Output::Established => {
@@ -328,7 +331,7 @@ impl Driver {
         let mut updates: Vec<Update> =
             if full { self.rib.full(&self.desired, &ctx) } else { self.rib.diff(&self.desired, &ctx) };
         if full {
-            updates.extend(end_of_rib());
+            updates.extend(end_of_rib(&ctx));
         }
         let n = updates.len() as u64;
         let msgs: Vec<Message> = updates.into_iter().map(Message::Update).collect();

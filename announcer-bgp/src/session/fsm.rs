@@ -111,6 +111,9 @@ pub struct Negotiated {
     pub ibgp: bool,
     /// The peer supports route refresh.
     pub route_refresh: bool,
+    /// Address families both sides announced (RFC 4760 §8; a peer announcing none has
+    /// IPv4 unicast only). Routes of other families must not be sent.
+    pub families: Vec<(u16, u8)>,
     /// Our OPEN and theirs (the codec negotiates from them).
     pub opens: (Open, Open),
 }
@@ -351,6 +354,17 @@ impl Session {
             (h, _) => (h / 3).max(1),
         };
         let route_refresh = o.capabilities.iter().any(|c| matches!(c, Capability::RouteRefresh));
+        let theirs: Vec<(u16, u8)> = o
+            .capabilities
+            .iter()
+            .filter_map(|c| match c {
+                Capability::Multiprotocol { afi, safi } => Some((*afi, *safi)),
+                _ => None,
+            })
+            .collect();
+        let theirs = if theirs.is_empty() { vec![(AFI_IPV4, SAFI_UNICAST)] } else { theirs };
+        let families: Vec<(u16, u8)> =
+            [(AFI_IPV4, SAFI_UNICAST), (AFI_IPV6, SAFI_UNICAST)].into_iter().filter(|f| theirs.contains(f)).collect();
         let n = Negotiated {
             peer_as: remote_as,
             peer_id: o.bgp_id,
@@ -358,6 +372,7 @@ impl Session {
             keepalive,
             ibgp,
             route_refresh,
+            families,
             opens: (self.open(), o),
         };
         self.state = State::OpenConfirm;

@@ -76,6 +76,20 @@ fn our_open_has_the_capabilities_we_rely_on() {
 }
 
 #[test]
+fn only_families_both_sides_announce_are_used() {
+    let s = established();
+    assert_eq!(s.negotiated().unwrap().families, vec![(AFI_IPV4, SAFI_UNICAST)], "no MP capability: IPv4 unicast only");
+    let mut s = open_sent();
+    let mut o = match peer_open(64500, 90, 2) {
+        Message::Open(o) => o,
+        _ => unreachable!(),
+    };
+    o.capabilities.push(Capability::Multiprotocol { afi: AFI_IPV6, safi: SAFI_UNICAST });
+    s.process(Input::Message(Message::Open(o)));
+    assert_eq!(s.negotiated().unwrap().families, vec![(AFI_IPV6, SAFI_UNICAST)]);
+}
+
+#[test]
 fn holdtime_negotiation_uses_minimum_and_keepalive_a_third() {
     let mut s = open_sent();
     let out = s.process(Input::Message(peer_open(64500, 30, 2)));

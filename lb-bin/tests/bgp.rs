@@ -1,0 +1,297 @@
+//! BGP mode with real routers: `lb run` in one network namespace, BIRD 2 or GoBGP in another,
+//! joined by veth. Needs root, bird2 and gobgpd (installed by ./scripts/test as root).
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use support::{eventually, prerequisites, veth, Netns, Proc, Scratch};
+
+const TOOLS: &[&str] = &["ip", "bird", "birdc"];
+
+/// A speaker namespace (lb, 10.9.0.1, 2001:db8:9::1) and a router namespace (10.9.0.2,
+/// 2001:db8:9::2).
+struct Lab {
+    spk: Netns,
+    rtr: Netns,
+    dir: Scratch,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let lab = Lab { spk: Netns::new("bsp"), rtr: Netns::new("brt"), dir: Scratch::new("bgp") };
+        veth(&lab.spk, &lab.rtr, "eth0");
+        lab.spk.ip(&["addr", "add", "10.9.0.1/24", "dev", "eth0"]);
+        lab.rtr.ip(&["addr", "add", "10.9.0.2/24", "dev", "eth0"]);
+        lab.spk.ip(&["addr", "add", "2001:db8:9::1/64", "dev", "eth0", "nodad"]);
+        lab.rtr.ip(&["addr", "add", "2001:db8:9::2/64", "dev", "eth0", "nodad"]);
+        lab
+    }
+
+    fn write_config(&self, yaml: &str) -> PathBuf {
+        let p = self.dir.path("lb.yaml");
+        std::fs::write(&p, yaml).expect("config");
+        p
+    }
+
+    fn lb(&self) -> Proc {
+        let cfg = self.dir.path("lb.yaml");
+        let state = self.dir.path("state.json");
+        let args = [
+            "run",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--node",
+            "spk",
+            "--state-file",
+            state.to_str().unwrap(),
+            "--no-host-addresses",
+        ];
+        Proc::spawn(self.spk.cmd(env!("CARGO_BIN_EXE_lb"), &args), &self.dir.0, "lb")
+    }
+}
+
+/// BIRD in the router namespace, with its own control socket.
+struct Bird<'a> {
+    lab: &'a Lab,
+    proc: Option<Proc>,
+    sock: PathBuf,
+    conf: PathBuf,
+}
+
+impl<'a> Bird<'a> {
+    fn start(lab: &'a Lab, protocols: &str) -> Bird<'a> {
+        let conf = lab.dir.path("bird.conf");
+        std::fs::write(&conf, format!("router id 10.9.0.2;\nprotocol device {{}}\n{protocols}")).unwrap();
+        let mut b = Bird { lab, proc: None, sock: lab.dir.path("bird.ctl"), conf };
+        b.run();
+        b
+    }
+
+    fn run(&mut self) {
+        let pid = self.lab.dir.path("bird.pid");
+        let args =
+            ["-f", "-c", self.conf.to_str().unwrap(), "-s", self.sock.to_str().unwrap(), "-P", pid.to_str().unwrap()];
+        self.proc = Some(Proc::spawn(self.lab.rtr.cmd("bird", &args), &self.lab.dir.0, "bird"));
+        assert!(
+            eventually(Duration::from_secs(5), || self.cli("show status").contains("Daemon is up")),
+            "BIRD did not start"
+        );
+    }
+
+    fn cli(&self, cmd: &str) -> String {
+        let mut args = vec!["-s", self.sock.to_str().unwrap()];
+        args.extend(cmd.split(' '));
+        String::from_utf8_lossy(&support::run("birdc", &args).stdout).into_owned()
+    }
+
+    fn established(&self, proto: &str) -> bool {
+        self.cli(&format!("show protocols {proto}")).contains("Established")
+    }
+
+    fn route(&self, prefix: &str) -> String {
+        self.cli(&format!("show route all {prefix}"))
+    }
+
+    fn has_route(&self, prefix: &str) -> bool {
+        self.route(prefix).contains(prefix)
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(p) = &self.proc {
+            p.signal(sig);
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.signal("TERM");
+            p.wait(Duration::from_secs(5));
+        }
+    }
+}
+
+impl Drop for Bird<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = &self.proc {
+            p.signal("CONT");
+        }
+    }
+}
+
+const POOL: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec:\n  addresses: [192.0.2.16/29, \"2001:db8:5::/125\"]\n---\n";
+
+fn services(with_api: bool) -> String {
+    let mut y = String::from(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: t}\nspec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ports: [{port: 80}]}\n",
+    );
+    if with_api {
+        y.push_str("---\napiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: t}\nspec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ports: [{port: 443}]}\n");
+    }
+    y
+}
+
+fn peer(name: &str, my: u32, peer: u32, addr: &str, extra: &str) -> String {
+    format!("apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: {name}}}\nspec: {{myASN: {my}, peerASN: {peer}, peerAddress: \"{addr}\"{extra}}}\n---\n")
+}
+
+const ADVERT: &str = "apiVersion: metallb.io/v1beta1\nkind: Community\nmetadata: {name: c}\nspec: {communities: [{name: no-export, value: \"65535:65281\"}]}\n---\n\
+apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: adv}\nspec: {communities: [no-export, \"large:64512:1:2\"], localPref: 250}\n---\n";
+
+/// BIRD's error wait keeps a session down for a minute after an error by default; the
+/// tests shorten it so a thawed or restarted peer comes back within seconds.
+const BIRD_EBGP4: &str = "protocol bgp lb4 {\n  local 10.9.0.2 as 64500;\n  neighbor 10.9.0.1 as 64512;\n  passive on;\n  error wait time 1, 2;\n  ipv4 { import all; export none; };\n}\n";
+
+#[test]
+fn bird_receives_ipv4_over_ebgp_and_ipv6_over_ibgp_with_attributes_and_follows_changes() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let lab = Lab::new();
+    let bird6 = "protocol bgp lb6 {\n  local 2001:db8:9::2 as 64512;\n  neighbor 2001:db8:9::1 as 64512;\n  direct;\n  passive on;\n  ipv6 { import all; export none; };\n}\n";
+    let bird = Bird::start(&lab, &format!("{BIRD_EBGP4}{bird6}"));
+    let peers = peer("bird4", 64512, 64500, "10.9.0.2", "") + &peer("bird6", 64512, 64512, "2001:db8:9::2", "");
+    let cfg = lab.write_config(&format!("{POOL}{peers}{ADVERT}{}", services(true)));
+    let lb = lab.lb();
+    assert!(
+        eventually(Duration::from_secs(15), || bird.established("lb4") && bird.established("lb6")),
+        "sessions not established:\n{}\n{}",
+        bird.cli("show protocols all"),
+        lb.stderr()
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || bird.has_route("192.0.2.17/32") && bird.has_route("2001:db8:5::1/128"))
+    );
+    let r4 = bird.route("192.0.2.16/32");
+    for want in [
+        "BGP.as_path: 64512",
+        "BGP.next_hop: 10.9.0.1",
+        "BGP.community: (65535,65281)",
+        "BGP.large_community: (64512, 1, 2)",
+    ] {
+        assert!(r4.contains(want), "{want} missing:\n{r4}");
+    }
+    let r6 = bird.route("2001:db8:5::/128");
+    for want in ["BGP.local_pref: 250", "BGP.next_hop: 2001:db8:9::1", "BGP.community: (65535,65281)"] {
+        assert!(r6.contains(want), "{want} missing:\n{r6}");
+    }
+    assert!(r6.lines().any(|l| l.trim() == "BGP.as_path:"), "an iBGP path is empty:\n{r6}");
+    assert!(bird.cli("show route count").contains("4 of 4 routes"), "{}", bird.cli("show route count"));
+
+    // Removing a service withdraws exactly its routes; adding it back announces them.
+    std::fs::write(&cfg, format!("{POOL}{peers}{ADVERT}{}", services(false))).unwrap();
+    assert!(
+        eventually(Duration::from_secs(6), || !bird.has_route("192.0.2.17/32") && !bird.has_route("2001:db8:5::1/128"))
+    );
+    assert!(bird.has_route("192.0.2.16/32") && bird.has_route("2001:db8:5::/128"), "the other service stays");
+    std::fs::write(&cfg, format!("{POOL}{peers}{ADVERT}{}", services(true))).unwrap();
+    assert!(
+        eventually(Duration::from_secs(6), || bird.has_route("192.0.2.17/32") && bird.has_route("2001:db8:5::1/128"))
+    );
+
+    // SIGTERM: Cease / Administrative Shutdown, everything withdrawn.
+    lb.signal("TERM");
+    assert!(eventually(Duration::from_secs(5), || bird
+        .cli("show protocols all lb4")
+        .contains("Administrative shutdown")));
+    assert!(eventually(Duration::from_secs(5), || !bird.has_route("192.0.2.16/32")));
+}
+
+#[test]
+fn the_session_survives_a_peer_restart_and_our_hold_timer_catches_a_frozen_peer() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let lab = Lab::new();
+    let mut bird = Bird::start(&lab, BIRD_EBGP4);
+    lab.write_config(&format!(
+        "{POOL}{}{ADVERT}{}",
+        peer("bird4", 64512, 64500, "10.9.0.2", ", holdTime: 3s"),
+        services(false)
+    ));
+    let lb = lab.lb();
+    assert!(eventually(Duration::from_secs(15), || bird.has_route("192.0.2.16/32")), "{}", lb.stderr());
+    assert!(
+        bird.cli("show protocols all lb4").contains("Hold timer:") && bird.cli("show protocols all lb4").contains("/3")
+    );
+
+    // The peer restarts: the session comes back and the table is sent again.
+    bird.stop();
+    bird.run();
+    assert!(eventually(Duration::from_secs(20), || bird.has_route("192.0.2.16/32")), "{}", lb.stderr());
+
+    // The peer freezes: our hold timer (3 s) fires, and the session recovers when it thaws.
+    bird.signal("STOP");
+    assert!(eventually(Duration::from_secs(10), || lb.stderr().contains("hold timer expired")), "{}", lb.stderr());
+    bird.signal("CONT");
+    assert!(
+        eventually(Duration::from_secs(20), || bird.established("lb4") && bird.has_route("192.0.2.16/32")),
+        "{}",
+        lb.stderr()
+    );
+}
+
+#[test]
+fn md5_with_the_right_password_establishes_and_a_wrong_one_never_does() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let lab = Lab::new();
+    let bird = Bird::start(&lab, &BIRD_EBGP4.replace("passive on;", "passive on;\n  password \"s3cret\";"));
+    let with = |pw: &str| {
+        format!(
+            "{POOL}{}{ADVERT}{}",
+            peer("bird4", 64512, 64500, "10.9.0.2", &format!(", password: {pw}")),
+            services(false)
+        )
+    };
+    let cfg = lab.write_config(&with("s3cret"));
+    let lb = lab.lb();
+    assert!(eventually(Duration::from_secs(15), || bird.has_route("192.0.2.16/32")), "{}", lb.stderr());
+    // A wrong password (the reload restarts the session with it): never established.
+    std::fs::write(&cfg, with("wrong")).unwrap();
+    assert!(eventually(Duration::from_secs(8), || !bird.established("lb4")), "{}", bird.cli("show protocols all lb4"));
+    assert!(!eventually(Duration::from_secs(8), || bird.established("lb4")), "established with a wrong MD5 password");
+}
+
+#[test]
+fn gobgp_receives_the_routes() {
+    if !prerequisites(&["ip", "gobgpd", "gobgp"]) {
+        return;
+    }
+    let lab = Lab::new();
+    let port = 50051 + (std::process::id() % 1000) as u16;
+    let conf = lab.dir.path("gobgp.toml");
+    std::fs::write(
+        &conf,
+        "[global.config]\n  as = 64500\n  router-id = \"10.9.0.2\"\n  port = 179\n\n\
+         [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"10.9.0.1\"\n    peer-as = 64512\n  [neighbors.transport.config]\n    passive-mode = true\n",
+    )
+    .unwrap();
+    let api = format!("127.0.0.1:{port}");
+    let _gobgpd = Proc::spawn(
+        lab.rtr.cmd("gobgpd", &["-f", conf.to_str().unwrap(), "-t", "toml", "--api-hosts", &api, "--pprof-disable"]),
+        &lab.dir.0,
+        "gobgpd",
+    );
+    let gobgp = |args: &[&str]| {
+        let p = port.to_string();
+        let mut a = vec!["-u", "127.0.0.1", "-p", p.as_str()];
+        a.extend_from_slice(args);
+        String::from_utf8_lossy(&lab.rtr.exec("gobgp", &a).stdout).into_owned()
+    };
+    lab.write_config(&format!("{POOL}{}{ADVERT}{}", peer("gobgp", 64512, 64500, "10.9.0.2", ""), services(true)));
+    let lb = lab.lb();
+    assert!(
+        eventually(Duration::from_secs(20), || gobgp(&["global", "rib", "-a", "ipv4"]).contains("192.0.2.17/32")),
+        "{}\n{}",
+        gobgp(&["neighbor"]),
+        lb.stderr()
+    );
+    let rib = gobgp(&["global", "rib", "-a", "ipv4"]);
+    let line = rib.lines().find(|l| l.contains("192.0.2.16/32")).unwrap_or_default();
+    assert!(line.contains("10.9.0.1") && line.contains("64512"), "{rib}");
+    assert!(line.contains("no-export") || line.contains("65535:65281"), "{rib}");
+    assert!(line.contains("64512:1:2"), "{rib}");
+}
