@@ -66,13 +66,19 @@ impl AdjRibOut {
 
     /// The UPDATEs that take the peer from what was sent to `desired`.
     pub fn diff(&mut self, desired: &BTreeMap<IpNet, RouteAttrs>, cx: &PeerCtx) -> Vec<Update> {
-        let desired = announceable(desired, cx);
-        let withdrawn: Vec<IpNet> = self.sent.keys().filter(|p| !desired.contains_key(*p)).copied().collect();
-        let changed: BTreeMap<IpNet, RouteAttrs> =
-            desired.iter().filter(|(p, a)| self.sent.get(*p) != Some(*a)).map(|(p, a)| (*p, a.clone())).collect();
-        self.sent = desired;
+        let ok = |p: &IpNet, a: &RouteAttrs| carries(p, a, cx);
+        let withdrawn: Vec<IpNet> =
+            self.sent.keys().filter(|p| desired.get(*p).is_none_or(|a| !ok(p, a))).copied().collect();
+        let changed: Vec<(&IpNet, &RouteAttrs)> =
+            desired.iter().filter(|(p, a)| ok(p, a) && self.sent.get(*p) != Some(*a)).collect();
         let mut out = withdrawals(&withdrawn, cx);
         out.extend(announcements(&changed, cx));
+        for p in &withdrawn {
+            self.sent.remove(p);
+        }
+        for (p, a) in changed {
+            self.sent.insert(*p, a.clone());
+        }
         out
     }
 
@@ -83,23 +89,13 @@ impl AdjRibOut {
     }
 }
 
-/// The routes this session can carry: each needs its family negotiated and a next hop of
-/// its family.
-fn announceable(desired: &BTreeMap<IpNet, RouteAttrs>, cx: &PeerCtx) -> BTreeMap<IpNet, RouteAttrs> {
-    desired
-        .iter()
-        .filter(|(p, a)| {
-            let ok = match p {
-                IpNet::V4(_) => cx.ipv4 && (cx.next_hop_v4.is_some() || matches!(a.next_hop, Some(IpAddr::V4(_)))),
-                IpNet::V6(_) => cx.ipv6 && (cx.next_hop_v6.is_some() || matches!(a.next_hop, Some(IpAddr::V6(_)))),
-            };
-            if !ok {
-                tracing::debug!(prefix = %p, "no next hop of this family on this session; not announced");
-            }
-            ok
-        })
-        .map(|(p, a)| (*p, a.clone()))
-        .collect()
+/// Whether this session can carry the route: its family negotiated, and a next hop of its
+/// family.
+fn carries(p: &IpNet, a: &RouteAttrs, cx: &PeerCtx) -> bool {
+    match p {
+        IpNet::V4(_) => cx.ipv4 && (cx.next_hop_v4.is_some() || matches!(a.next_hop, Some(IpAddr::V4(_)))),
+        IpNet::V6(_) => cx.ipv6 && (cx.next_hop_v6.is_some() || matches!(a.next_hop, Some(IpAddr::V6(_)))),
+    }
 }
 
 /// End-of-RIB markers for the negotiated families (RFC 4724 §2).
@@ -212,10 +208,10 @@ fn path_attrs(a: &RouteAttrs, v6: bool, cx: &PeerCtx) -> Attrs {
     }
 }
 
-fn announcements(routes: &BTreeMap<IpNet, RouteAttrs>, cx: &PeerCtx) -> Vec<Update> {
+fn announcements(routes: &[(&IpNet, &RouteAttrs)], cx: &PeerCtx) -> Vec<Update> {
     // Group by (family, attributes) in a deterministic order.
     let mut groups: BTreeMap<(bool, Vec<u8>), (Attrs, Vec<IpNet>)> = BTreeMap::new();
-    for (p, a) in routes {
+    for &(p, a) in routes {
         let v6 = !is_v4(p);
         let attrs = path_attrs(a, v6, cx);
         let mut key = BytesMut::new();

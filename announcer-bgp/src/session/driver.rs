@@ -315,7 +315,10 @@ impl Driver {
                 self.set_state(None);
                 return self.send_diff(true).await;
             }
-            Output::ResendAll => return self.send_diff(true).await,
+            Output::ResendAll => {
+                tracing::info!(peer = %self.spec.name, "ROUTE-REFRESH received: sending the whole table again");
+                return self.send_diff(true).await;
+            }
             Output::Down(why) => {
                 tracing::warn!(peer = %self.spec.name, remote = %self.spec.remote, reason = %why, "BGP session down");
                 self.set_state(Some(why));
@@ -336,6 +339,9 @@ impl Driver {
         let n = updates.len() as u64;
         let msgs: Vec<Message> = updates.into_iter().map(Message::Update).collect();
         let r = self.send(&msgs).await;
+        if n > 0 {
+            tracing::info!(peer = %self.spec.name, updates = n, routes = self.rib.sent().len(), full, "sent UPDATE messages");
+        }
         self.status.send_modify(|s| {
             s.updates_sent += n;
             s.routes = self.rib.sent().len();

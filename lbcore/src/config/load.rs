@@ -143,7 +143,18 @@ impl Resources {
         }
     }
 
-    fn load_value(&mut self, source: Source, value: Value, top: bool) {
+    fn load_value(&mut self, source: Source, mut value: Value, top: bool) {
+        // A `kind: List` (as `kubectl get -o yaml` prints): its items are objects of their
+        // own, taken out of the list one at a time (never copied: a list may be large).
+        if top && value.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) {
+            if let Some(Value::Array(items)) = value.as_object_mut().and_then(|m| m.remove("items")) {
+                for (j, item) in items.into_iter().enumerate() {
+                    let src = Source { item: Some(j + 1), ..source.clone() };
+                    self.load_value(src, item, false);
+                }
+                return;
+            }
+        }
         let map = match &value {
             Value::Null => return,
             Value::Object(m) => m,
@@ -164,15 +175,6 @@ impl Resources {
         let api = map.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
         let name =
             map.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or_default().to_string();
-        if top && kind.ends_with("List") {
-            if let Some(Value::Array(items)) = map.get("items") {
-                for (j, item) in items.clone().into_iter().enumerate() {
-                    let src = Source { item: Some(j + 1), ..source.clone() };
-                    self.load_value(src, item, false);
-                }
-                return;
-            }
-        }
         let (group, version) = api.rsplit_once('/').unwrap_or(("", api.as_str()));
         let diag = |field: &str, value: &str, message: String| Diagnostic {
             source: Some(source.clone()),

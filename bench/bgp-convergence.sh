@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# BGP convergence benchmark: time from start until a BIRD receiver holds all N host routes,
+# for `lb run` as the sender and, in the same run, for a BIRD sender with the same N static
+# routes; also the UPDATE messages each sent and the sender's peak RSS.
+#
+#   sudo bench/bgp-convergence.sh           # N = 10000 and 100000, release build
+#   sudo bench/bgp-convergence.sh --smoke   # N = 1000, debug build (CI runs this)
+#
+# Topology: namespaces "sender" (10.8.0.1) and "receiver" (10.8.0.2, BIRD, passive) on one
+# veth pair. Three senders, one after the other: `lb run` with N LoadBalancer services (one
+# `kind: List` document) from a pool, announcing each address as a /32 (so its time and
+# memory include reading, validating and allocating N Service objects); lb's BGP speaker
+# embedded alone (examples/bgp_sender.rs, N routes, no YAML); and the BIRD sender exports N `route .../32 blackhole`
+# statics (with `connect delay time 0`, so its 5 s default wait is not measured). The clock
+# starts when the sender process is launched, so both pay for reading their configuration.
+# UPDATE messages are counted by tcpdump on the receiver's interface. Everything created is
+# removed at exit (processes by PID, then the namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZES=(10000 100000)
+PROFILE=release
+if [[ "${1:-}" == "--smoke" ]]; then SIZES=(1000); PROFILE=debug; fi
+[[ $(id -u) -eq 0 ]] || { echo "bench/bgp-convergence.sh needs root (network namespaces)" >&2; exit 1; }
+for t in ip bird birdc tcpdump python3; do command -v "$t" >/dev/null || { echo "needs $t" >&2; exit 1; }; done
+if [[ $PROFILE == release ]]; then
+  cargo build -q --release -p lb-bin; cargo build -q --release -p lb-examples --example bgp_sender
+else
+  cargo build -q -p lb-bin; cargo build -q -p lb-examples --example bgp_sender
+fi
+LB="$PWD/target/$PROFILE/lb"
+SPEAKER="$PWD/target/$PROFILE/examples/bgp_sender"
+
+tag="bc$$"; SND="${tag}s"; RCV="${tag}r"
+work=$(mktemp -d)
+pids=()
+reap() {
+  wait "$1" 2>/dev/null || true
+  local keep=() p
+  for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+  pids=("${keep[@]}")
+}
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  ip netns del "$SND" 2>/dev/null || true
+  ip netns del "$RCV" 2>/dev/null || true
+  [[ -n "${KEEP_WORK:-}" ]] && echo "kept $work" >&2 || rm -rf "$work"
+}
+trap cleanup EXIT
+
+ip netns add "$SND"; ip netns add "$RCV"
+ip link add "${tag}a" type veth peer name "${tag}b"
+ip link set "${tag}a" netns "$SND" name eth0
+ip link set "${tag}b" netns "$RCV" name eth0
+for ns in "$SND" "$RCV"; do ip -n "$ns" link set lo up; ip -n "$ns" link set eth0 up; done
+ip -n "$SND" addr add 10.8.0.1/24 dev eth0
+ip -n "$RCV" addr add 10.8.0.2/24 dev eth0
+
+cat > "$work/receiver.conf" <<'CONF'
+router id 10.8.0.2;
+protocol device {}
+protocol bgp sender {
+  local 10.8.0.2 as 64500;
+  neighbor 10.8.0.1 as 64512;
+  passive on;
+  error wait time 1, 2;
+  ipv4 { import all; export none; };
+}
+CONF
+
+captures=0
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+count_routes() { birdc -s "$work/receiver.ctl" show route count 2>/dev/null | awk '/routes/ {print $1; exit}'; }
+
+# run_receiver: starts BIRD and tcpdump in the receiver namespace.
+run_receiver() {
+  pcap="$work/bgp-$((++captures)).pcap"
+  ip netns exec "$RCV" bird -f -c "$work/receiver.conf" -s "$work/receiver.ctl" -P "$work/receiver.pid" \
+    >"$work/receiver.log" 2>&1 &
+  rpid=$!; pids+=("$rpid")
+  ip netns exec "$RCV" tcpdump -n -U --immediate-mode -s 0 -i eth0 -w "$pcap" 'tcp port 179' 2>"$work/tcpdump.log" &
+  dpid=$!; pids+=("$dpid")
+  for _ in $(seq 50); do birdc -s "$work/receiver.ctl" show status >/dev/null 2>&1 && break; sleep 0.1; done
+  sleep 0.5
+}
+stop_receiver() {
+  kill "$dpid"; reap "$dpid"; kill "$rpid"; reap "$rpid"
+}
+# UPDATE messages the sender sent: the TCP stream to port 179 reassembled from the capture
+# (veth loses nothing; retransmissions are skipped by sequence number), then walked message
+# by message (16-octet marker, 2-octet length, 1-octet type).
+updates() {
+  python3 - "$pcap" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+pos, stream, next_seq = 24, b"", None
+while pos + 16 <= len(data):
+    _, _, incl, _ = struct.unpack("<IIII", data[pos:pos + 16])
+    pkt = data[pos + 16:pos + 16 + incl]
+    pos += 16 + incl
+    if len(pkt) < 34 or pkt[12:14] != b"\x08\x00" or pkt[23] != 6:
+        continue
+    ihl = (pkt[14] & 15) * 4
+    tcp = pkt[14 + ihl:]
+    dport = struct.unpack(">H", tcp[2:4])[0]
+    seq = struct.unpack(">I", tcp[4:8])[0]
+    payload = tcp[(tcp[12] >> 4) * 4:]
+    if dport != 179 or not payload:
+        continue
+    if next_seq is not None and seq != next_seq:
+        continue
+    stream += payload
+    next_seq = (seq + len(payload)) & 0xFFFFFFFF
+count, i = 0, 0
+while i + 19 <= len(stream):
+    length = struct.unpack(">H", stream[i + 16:i + 18])[0]
+    if length < 19:
+        break
+    count += stream[i + 18] == 2
+    i += length
+print(count)
+PY
+}
+
+# measure N CMD...: runs the sender, waits for N routes at the receiver; writes
+# "seconds rss_kib updates" to $work/result (prints nothing: the sender's output goes to files).
+measure() {
+  local n=$1; shift
+  run_receiver
+  local t0; t0=$(now)
+  "$@" >"$work/sender.out" 2>"$work/sender.err" &
+  local spid=$!; pids+=("$spid")
+  local got=0
+  for _ in $(seq 2400); do
+    got=$(count_routes); [[ "${got:-0}" -ge "$n" ]] && break
+    sleep 0.05
+  done
+  local t1; t1=$(now)
+  # The process inside `ip netns exec` is the sender itself (exec replaces it).
+  local rss; rss=$(awk '/VmHWM/ {print $2}' "/proc/$spid/status" 2>/dev/null || echo 0)
+  kill "$spid"; reap "$spid"
+  sleep 0.3
+  stop_receiver
+  [[ "${got:-0}" -ge "$n" ]] || { echo "receiver holds ${got:-0} of $n routes; sender said:" >&2; tail -5 "$work/sender.err" >&2; exit 1; }
+  echo "$(calc "$t1 - $t0") $rss $(updates)" >"$work/result"
+}
+
+for n in "${SIZES[@]}"; do
+  python3 - "$n" "$work/lb.yaml" <<'PY'
+import sys
+n, path = int(sys.argv[1]), sys.argv[2]
+with open(path, "w") as f:
+    f.write("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: bench}\nspec: {addresses: [10.0.0.0/8]}\n---\n")
+    f.write("apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: receiver}\nspec: {myASN: 64512, peerASN: 64500, peerAddress: 10.8.0.2}\n---\n")
+    f.write("apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: all}\n---\n")
+    f.write("apiVersion: v1\nkind: List\nitems:\n")
+    for i in range(n):
+        f.write(f"- {{apiVersion: v1, kind: Service, metadata: {{name: s{i}, namespace: bench}}, spec: {{type: LoadBalancer}}}}\n")
+PY
+  python3 - "$n" "$work/sender.conf" <<'PY'
+import sys
+n, path = int(sys.argv[1]), sys.argv[2]
+with open(path, "w") as f:
+    f.write("router id 10.8.0.1;\nprotocol device {}\nprotocol static {\n  ipv4;\n")
+    for i in range(n):
+        f.write(f"  route 10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}/32 blackhole;\n")
+    f.write("}\nprotocol bgp receiver {\n  local 10.8.0.1 as 64512;\n  neighbor 10.8.0.2 as 64500;\n  connect delay time 0;\n")
+    f.write("  ipv4 { import none; export all; };\n}\n")
+PY
+  rm -f "$work/state.json"
+  measure "$n" ip netns exec "$SND" "$LB" run -c "$work/lb.yaml" --node bench \
+      --state-file "$work/state.json" --no-host-addresses
+  read -r lb_s lb_rss lb_up <"$work/result"
+  measure "$n" ip netns exec "$SND" "$SPEAKER" 10.8.0.2 64512 64500 "$n"
+  read -r sp_s sp_rss sp_up <"$work/result"
+  measure "$n" ip netns exec "$SND" bird -f -c "$work/sender.conf" -s "$work/sender.ctl" -P "$work/sender.pid"
+  read -r bird_s bird_rss bird_up <"$work/result"
+  printf 'N=%-6d lb run:     %7.3f s, %5d UPDATEs, peak RSS %6.1f MiB\n' "$n" "$lb_s" "$lb_up" "$(calc "$lb_rss / 1024")"
+  printf 'N=%-6d lb speaker: %7.3f s, %5d UPDATEs, peak RSS %6.1f MiB\n' "$n" "$sp_s" "$sp_up" "$(calc "$sp_rss / 1024")"
+  printf 'N=%-6d BIRD:       %7.3f s, %5d UPDATEs, peak RSS %6.1f MiB\n' "$n" "$bird_s" "$bird_up" "$(calc "$bird_rss / 1024")"
+  printf 'N=%-6d ratio time lb run/BIRD = %.2f, lb speaker/BIRD = %.2f\n' "$n" "$(calc "$lb_s / $bird_s")" "$(calc "$sp_s / $bird_s")"
+done
