@@ -179,6 +179,11 @@ fn bird_receives_ipv4_over_ebgp_and_ipv6_over_ibgp_with_attributes_and_follows_c
     assert!(r6.lines().any(|l| l.trim() == "BGP.as_path:"), "an iBGP path is empty:\n{r6}");
     assert!(bird.cli("show route count").contains("4 of 4 routes"), "{}", bird.cli("show route count"));
 
+    // ROUTE-REFRESH (BIRD's "reload in"): the whole table is sent again.
+    bird.cli("reload in lb4");
+    assert!(eventually(Duration::from_secs(5), || lb.stderr().contains("ROUTE-REFRESH received")), "{}", lb.stderr());
+    assert!(bird.has_route("192.0.2.16/32"));
+
     // Removing a service withdraws exactly its routes; adding it back announces them.
     std::fs::write(&cfg, format!("{POOL}{peers}{ADVERT}{}", services(false))).unwrap();
     assert!(
