@@ -51,6 +51,16 @@ pub fn spec_of(peer: &BgpPeer) -> Result<PeerSpec, String> {
         (None, Some(k)) => secs(k).saturating_mul(3),
         (None, None) => secs(DEFAULT_HOLD_TIME),
     };
+    if let Some(v) = &peer.vrf {
+        // Peering from the default VRF instead would send the routes to the wrong table.
+        return Err(format!("vrf {v:?} is not supported yet; this peer is not started"));
+    }
+    if peer.disable_mp || peer.dual_stack_address_family {
+        tracing::warn!(peer = %peer.name, "disableMP / dualStackAddressFamily are not supported yet: IPv4 routes go to IPv4 sessions and IPv6 routes to IPv6 sessions");
+    }
+    if peer.bfd_profile.is_some() {
+        tracing::warn!(peer = %peer.name, "BFD is not supported yet: the session runs without it");
+    }
     let password = match &peer.password {
         Some(Password::Inline(p)) => Some(p.clone()),
         Some(Password::Secret { name, .. }) => {

@@ -15,6 +15,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use ipnet::IpNet;
+
 use announcer_bgp::BgpAnnouncer;
 use announcer_l2::{L2Announcer, L2Settings};
 use lbcore::announcer::{Announcer, Desired};
@@ -193,9 +195,17 @@ impl Standalone {
         for (peer, s) in &desired.bgp {
             tracing::info!(%peer, routes = s.routes.len(), node = %self.node.name, "BGP session planned");
         }
-        // The host accepts traffic for an address before anyone is told to send it here.
+        // The host accepts traffic for an address before anyone is told to send it here:
+        // every address answered in L2 mode or covered by a route announced over BGP.
         if !self.args.no_host_addresses {
-            let vips: BTreeSet<IpAddr> = desired.l2.keys().copied().collect();
+            let mut vips: BTreeSet<IpAddr> = desired.l2.keys().copied().collect();
+            for a in &assigned {
+                for (ip, _) in &a.ips {
+                    if desired.bgp.values().any(|s| covered(&s.routes, *ip)) {
+                        vips.insert(*ip);
+                    }
+                }
+            }
             self.host.sync(&vips);
         }
         self.announcer.reconcile(&desired).await.map_err(Error::Announce)?;
@@ -207,12 +217,23 @@ impl Standalone {
     async fn shutdown(&mut self) -> Result<()> {
         self.bgp.shutdown().await.map_err(Error::Announce)?;
         self.announcer.shutdown().await.map_err(Error::Announce)?;
-        if !self.args.no_host_addresses {
+        // With graceful restart the routers keep forwarding here for the restart time (we
+        // advertise forwarding state as preserved), so the host keeps accepting the traffic.
+        let graceful = self.running.as_ref().is_some_and(|c| c.peers.iter().any(|p| p.graceful_restart));
+        if graceful {
+            tracing::info!("graceful restart: keeping the service addresses on this host for the restart");
+        } else if !self.args.no_host_addresses {
             self.host.clear();
         }
         tracing::info!("withdrawn everything; exiting");
         Ok(())
     }
+}
+
+/// Whether `ip` is inside one of the announced prefixes.
+fn covered(routes: &BTreeMap<IpNet, lbcore::announcer::RouteAttrs>, ip: IpAddr) -> bool {
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (0..=max).rev().any(|len| IpNet::new(ip, len).is_ok_and(|n| routes.contains_key(&n.trunc())))
 }
 
 /// Runs until SIGINT or SIGTERM. Every way out (a signal, an invalid first configuration, an

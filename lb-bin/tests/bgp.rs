@@ -195,6 +195,7 @@ fn bird_receives_ipv4_over_ebgp_and_ipv6_over_ibgp_with_attributes_and_follows_c
         eventually(Duration::from_secs(6), || bird.has_route("192.0.2.17/32") && bird.has_route("2001:db8:5::1/128"))
     );
 
+    // (This test runs lb with --no-host-addresses; the next one checks host addresses.)
     // SIGTERM: Cease / Administrative Shutdown, everything withdrawn.
     lb.signal("TERM");
     assert!(eventually(Duration::from_secs(5), || bird

@@ -5,6 +5,10 @@
 //! Connections are opened actively, with the TCP MD5 key (RFC 2385) set before `connect`,
 //! the source address bound when configured, and a TTL of 1 on single-hop eBGP (255 with
 //! `ebgpMultiHop` and on iBGP). The session's local address is the next hop of its routes.
+//!
+//! Writing never blocks the session: encoded messages go to a writer task through a queue,
+//! so a peer that stops reading cannot stall our timers (its own hold timer, or TCP, ends the
+//! session). Reads are polled before timers, so a KEEPALIVE that has arrived always counts.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,14 +16,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use ipnet::IpNet;
 use lbcore::announcer::RouteAttrs;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
@@ -65,14 +69,10 @@ pub struct PeerStatus {
     pub updates_sent: u64,
 }
 
-enum Command {
-    Routes(Routes),
-    Stop(Option<Notification>),
-}
-
 /// A running session.
 pub struct Peer {
-    tx: mpsc::UnboundedSender<Command>,
+    routes: watch::Sender<Routes>,
+    stop: oneshot::Sender<Option<Notification>>,
     /// Its status.
     pub status: watch::Receiver<PeerStatus>,
     task: JoinHandle<()>,
@@ -81,7 +81,8 @@ pub struct Peer {
 impl Peer {
     /// Starts the session task.
     pub fn spawn(spec: PeerSpec, routes: Routes) -> Peer {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (routes_tx, routes_rx) = watch::channel(Arc::clone(&routes));
+        let (stop_tx, stop_rx) = oneshot::channel();
         let status =
             PeerStatus { state: State::Idle, since: SystemTime::now(), last_error: None, routes: 0, updates_sent: 0 };
         let (status_tx, status_rx) = watch::channel(status);
@@ -99,28 +100,58 @@ impl Peer {
             ctx: None,
             status: status_tx,
         };
-        let task = tokio::spawn(driver.run(rx));
-        Peer { tx, status: status_rx, task }
+        let task = tokio::spawn(driver.run(routes_rx, stop_rx));
+        Peer { routes: routes_tx, stop: stop_tx, status: status_rx, task }
     }
 
     /// Replaces the routes to announce.
+    /// (Only the latest set matters: a session that is busy skips intermediate ones.)
     pub fn set_routes(&self, routes: Routes) {
-        let _ = self.tx.send(Command::Routes(routes));
+        let _ = self.routes.send(routes);
     }
 
     /// Ends the session: with `notify` (withdrawing everything), or by closing the
     /// connection without a NOTIFICATION (graceful restart: the peer keeps the routes).
     pub async fn stop(self, notify: Option<Notification>) {
-        let _ = self.tx.send(Command::Stop(notify));
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+        let _ = self.stop.send(notify);
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), self.task).await.is_err() {
+            abort.abort();
+        }
     }
 }
 
 struct Conn {
     read: OwnedReadHalf,
-    write: OwnedWriteHalf,
+    /// Encoded messages for the writer task. A failed write ends the task; the read half
+    /// then sees the connection fail too.
+    out: mpsc::UnboundedSender<Bytes>,
+    writer: JoinHandle<()>,
     buf: BytesMut,
     local: SocketAddr,
+}
+
+impl Conn {
+    /// Flushes what is queued (at most `wait`), then closes our side.
+    async fn close_gracefully(self, wait: Duration) {
+        let Conn { out, writer, .. } = self;
+        drop(out);
+        let abort = writer.abort_handle();
+        if tokio::time::timeout(wait, writer).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+/// Writes queued messages until the queue closes or a write fails; then shuts the
+/// connection down for writing.
+async fn write_loop(mut write: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Bytes>) {
+    while let Some(b) = rx.recv().await {
+        if write.write_all(&b).await.is_err() {
+            return;
+        }
+    }
+    let _ = write.shutdown().await;
 }
 
 type Connecting = Pin<Box<dyn std::future::Future<Output = std::io::Result<TcpStream>> + Send>>;
@@ -167,38 +198,25 @@ async fn connect(spec: PeerSpec) -> std::io::Result<TcpStream> {
     }
 }
 
-/// A router ID from a local address (IPv4: the address; IPv6: its low 32 bits).
+/// A router ID from a local address (IPv4: the address; IPv6: a hash of all of it, so
+/// nodes whose addresses share their low bits do not collide).
 fn router_id_of(ip: IpAddr) -> u32 {
     match ip {
         IpAddr::V4(a) => u32::from(a),
-        IpAddr::V6(a) => (u128::from(a) as u32).max(1),
+        IpAddr::V6(a) => {
+            let h = a.octets().iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193));
+            h.max(1)
+        }
     }
 }
 
 impl Driver {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+    async fn run(mut self, mut routes: watch::Receiver<Routes>, mut stop_rx: oneshot::Receiver<Option<Notification>>) {
         self.handle(Input::Start).await;
         loop {
             let deadline = self.timers.values().min().copied();
             tokio::select! {
-                cmd = rx.recv() => match cmd {
-                    Some(Command::Routes(r)) => {
-                        self.desired = r;
-                        if self.session.state() == State::Established {
-                            self.send_diff(false).await;
-                        }
-                    }
-                    Some(Command::Stop(Some(n))) => {
-                        self.handle(Input::Stop(n)).await;
-                        break;
-                    }
-                    Some(Command::Stop(None)) | None => {
-                        // Close without NOTIFICATION: with graceful restart the peer keeps
-                        // our routes for the restart time (RFC 4724).
-                        self.conn = None;
-                        break;
-                    }
-                },
+                biased;
                 read = async {
                     match self.conn.as_mut() {
                         Some(c) => c.read.read_buf(&mut c.buf).await,
@@ -209,6 +227,30 @@ impl Driver {
                         Ok(0) | Err(_) => self.handle(Input::TcpClosed).await,
                         Ok(_) => self.drain_messages().await,
                     }
+                },
+                changed = routes.changed() => {
+                    if changed.is_err() {
+                        // The Peer handle is gone: stop as on shutdown.
+                        self.handle(Input::Stop(Notification::admin_shutdown("lb is shutting down"))).await;
+                        break;
+                    }
+                    self.desired = routes.borrow_and_update().clone();
+                    if self.session.state() == State::Established {
+                        self.send_diff(false).await;
+                    }
+                },
+                stop = &mut stop_rx => {
+                    match stop {
+                        Ok(Some(n)) => self.handle(Input::Stop(n)).await,
+                        // Close without NOTIFICATION: with graceful restart the peer keeps
+                        // our routes for the restart time (RFC 4724).
+                        Ok(None) | Err(_) => {
+                            if let Some(c) = self.conn.take() {
+                                c.writer.abort();
+                            }
+                        }
+                    }
+                    break;
                 },
                 done = async {
                     match self.connecting.as_mut() {
@@ -232,6 +274,10 @@ impl Driver {
                 },
             }
         }
+        // A NOTIFICATION just queued reaches the peer before the connection closes.
+        if let Some(c) = self.conn.take() {
+            c.close_gracefully(Duration::from_secs(1)).await;
+        }
     }
 
     async fn connected(&mut self, stream: TcpStream) {
@@ -243,7 +289,9 @@ impl Driver {
             self.session.set_router_id(router_id_of(local.ip()));
         }
         let (read, write) = stream.into_split();
-        self.conn = Some(Conn { read, write, buf: BytesMut::with_capacity(4096), local });
+        let (out, rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(write_loop(write, rx));
+        self.conn = Some(Conn { read, out, writer, buf: BytesMut::with_capacity(4096), local });
         self.codec = Codec::default();
         self.handle(Input::TcpConnected).await;
     }
@@ -279,7 +327,10 @@ impl Driver {
             }
             Output::Send(m) => return self.send(&[m]).await,
             Output::Close => {
-                self.conn = None;
+                // Let a NOTIFICATION queued just before reach the peer, without waiting here.
+                if let Some(c) = self.conn.take() {
+                    tokio::spawn(c.close_gracefully(Duration::from_secs(1)));
+                }
                 self.connecting = None;
                 self.rib.clear();
                 self.ctx = None;
@@ -301,8 +352,10 @@ impl Driver {
                         Some(IpAddr::V4(a)) => Some(a),
                         _ => None,
                     },
+                    // A link-local address is no global next hop (RFC 2545 §3): then IPv6
+                    // routes wait for a session with a global address.
                     next_hop_v6: match local {
-                        Some(IpAddr::V6(a)) => Some(a),
+                        Some(IpAddr::V6(a)) if !a.is_unicast_link_local() => Some(a),
                         _ => None,
                     },
                     max_len: self.codec.max_len(),
@@ -355,10 +408,10 @@ impl Driver {
         for m in msgs {
             m.encode(&mut buf, self.codec.cx.four_octet_as);
         }
-        match conn.write.write_all(&buf).await {
+        match conn.out.send(buf.freeze()) {
             Ok(()) => None,
-            Err(e) => {
-                tracing::debug!(peer = %self.spec.name, error = %e, "write failed");
+            Err(_) => {
+                tracing::debug!(peer = %self.spec.name, "write failed");
                 Some(Input::TcpClosed)
             }
         }
@@ -369,6 +422,7 @@ impl Driver {
         self.status.send_if_modified(|s| {
             let mut changed = false;
             if s.state != state {
+                tracing::info!(peer = %self.spec.name, from = ?s.state, to = ?state, "BGP session state");
                 s.state = state;
                 s.since = SystemTime::now();
                 changed = true;

@@ -187,6 +187,9 @@ impl Session {
             Input::Stop(n) => self.on_stop(n),
             Input::TcpConnected => self.on_connected(),
             Input::TcpFailed(why) => self.on_connect_failed(why),
+            // A close after the session already went down (a NOTIFICATION that could not be
+            // written) changes nothing.
+            Input::TcpClosed if matches!(self.state, State::Idle | State::Active | State::Connect) => Vec::new(),
             Input::TcpClosed => self.down("connection closed by the peer".into(), None),
             Input::Timer(t) => self.on_timer(t),
             Input::Message(m) => self.on_message(m),

@@ -430,8 +430,13 @@ impl Update {
                 self.attrs.mp_unreach = Some(MpUnreach { afi, safi, withdrawn });
             }
             AttrType::As4Path => {
-                // RFC 6793 §6: a malformed AS4_PATH is discarded.
-                *as4 = Some(get_as_path(v, true).map_err(discard)?);
+                // RFC 6793 §6: a malformed AS4_PATH, or one with confederation segments, is
+                // discarded.
+                let path = get_as_path(v, true).map_err(discard)?;
+                if path.iter().any(|s| s.kind > AS_SEQUENCE) {
+                    return Err(discard(UpdateError::MalformedAsPath));
+                }
+                *as4 = Some(path);
             }
             AttrType::Unknown(_) if optional => {
                 // Unknown optional attributes are passed over (we never propagate routes).
@@ -520,29 +525,9 @@ fn put_as_path(v: &mut BytesMut, segs: &[AsSegment], four: bool) {
 }
 
 impl Attrs {
-    /// Encodes the attributes in type order.
+    /// Encodes the attributes: MP_REACH_NLRI / MP_UNREACH_NLRI first (RFC 7606 §5.1), the
+    /// others in type order.
     pub fn encode(&self, buf: &mut BytesMut, four_octet_as: bool) {
-        if let Some(o) = self.origin {
-            put_attr(buf, FLAG_TRANSITIVE, AttrType::Origin, &[o]);
-        }
-        if let Some(path) = &self.as_path {
-            let mut v = BytesMut::new();
-            put_as_path(&mut v, path, four_octet_as);
-            put_attr(buf, FLAG_TRANSITIVE, AttrType::AsPath, &v);
-        }
-        if let Some(nh) = self.next_hop {
-            put_attr(buf, FLAG_TRANSITIVE, AttrType::NextHop, &nh.octets());
-        }
-        if let Some(m) = self.med {
-            put_attr(buf, FLAG_OPTIONAL, AttrType::MultiExitDisc, &m.to_be_bytes());
-        }
-        if let Some(lp) = self.local_pref {
-            put_attr(buf, FLAG_TRANSITIVE, AttrType::LocalPref, &lp.to_be_bytes());
-        }
-        if !self.communities.is_empty() {
-            let v: Vec<u8> = self.communities.iter().flat_map(|c| c.to_be_bytes()).collect();
-            put_attr(buf, FLAG_OPTIONAL | FLAG_TRANSITIVE, AttrType::Communities, &v);
-        }
         if let Some(m) = &self.mp_reach {
             let mut v = BytesMut::new();
             v.put_u16(m.afi);
@@ -570,6 +555,27 @@ impl Attrs {
                 put_prefix(&mut v, p);
             }
             put_attr(buf, FLAG_OPTIONAL, AttrType::MpUnreachNlri, &v);
+        }
+        if let Some(o) = self.origin {
+            put_attr(buf, FLAG_TRANSITIVE, AttrType::Origin, &[o]);
+        }
+        if let Some(path) = &self.as_path {
+            let mut v = BytesMut::new();
+            put_as_path(&mut v, path, four_octet_as);
+            put_attr(buf, FLAG_TRANSITIVE, AttrType::AsPath, &v);
+        }
+        if let Some(nh) = self.next_hop {
+            put_attr(buf, FLAG_TRANSITIVE, AttrType::NextHop, &nh.octets());
+        }
+        if let Some(m) = self.med {
+            put_attr(buf, FLAG_OPTIONAL, AttrType::MultiExitDisc, &m.to_be_bytes());
+        }
+        if let Some(lp) = self.local_pref {
+            put_attr(buf, FLAG_TRANSITIVE, AttrType::LocalPref, &lp.to_be_bytes());
+        }
+        if !self.communities.is_empty() {
+            let v: Vec<u8> = self.communities.iter().flat_map(|c| c.to_be_bytes()).collect();
+            put_attr(buf, FLAG_OPTIONAL | FLAG_TRANSITIVE, AttrType::Communities, &v);
         }
         if !four_octet_as {
             if let Some(path) = &self.as_path {

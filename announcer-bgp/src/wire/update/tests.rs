@@ -114,6 +114,24 @@ fn ipv6_routes_go_in_mp_reach_and_mp_unreach() {
 }
 
 #[test]
+fn mp_attributes_come_first() {
+    let mut b = BytesMut::new();
+    let attrs = Attrs {
+        origin: Some(0),
+        as_path: Some(vec![]),
+        mp_reach: Some(MpReach {
+            afi: AFI_IPV6,
+            safi: 1,
+            next_hops: vec![IpAddr::V6("2001:db8::1".parse::<Ipv6Addr>().unwrap())],
+            nlri: vec!["2001:db8:100::1/128".parse().unwrap()],
+        }),
+        ..Default::default()
+    };
+    attrs.encode(&mut b, true);
+    assert_eq!(b[1], u8::from(AttrType::MpReachNlri), "RFC 7606 §5.1: MP_REACH_NLRI is the very first attribute");
+}
+
+#[test]
 fn malformed_attributes_are_treated_as_withdraw_not_reset() {
     let mut b = BytesMut::new();
     sample().encode(&mut b, true);
