@@ -13,7 +13,9 @@
 # embedded alone (examples/bgp_sender.rs, N routes, no YAML); and the BIRD sender exports N `route .../32 blackhole`
 # statics (with `connect delay time 0`, so its 5 s default wait is not measured). The clock
 # starts when the sender process is launched, so both pay for reading their configuration.
-# UPDATE messages are counted by tcpdump on the receiver's interface. Everything created is
+# UPDATE messages are counted, and the time from the sender's OPEN to its last UPDATE
+# measured, from the TCP stream captured on the receiver's interface (that time leaves out
+# each sender's start-up). Everything created is
 # removed at exit (processes by PID, then the namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -92,11 +94,12 @@ stop_receiver() {
 # by message (16-octet marker, 2-octet length, 1-octet type).
 updates() {
   python3 - "$pcap" <<'PY'
-import struct, sys
+import bisect, struct, sys
 data = open(sys.argv[1], "rb").read()
 pos, stream, next_seq = 24, b"", None
+starts, stamps = [], []  # stream offset where each sender packet's payload starts, and its time
 while pos + 16 <= len(data):
-    _, _, incl, _ = struct.unpack("<IIII", data[pos:pos + 16])
+    sec, usec, incl, _ = struct.unpack("<IIII", data[pos:pos + 16])
     pkt = data[pos + 16:pos + 16 + incl]
     pos += 16 + incl
     if len(pkt) < 34 or pkt[12:14] != b"\x08\x00" or pkt[23] != 6:
@@ -110,16 +113,25 @@ while pos + 16 <= len(data):
         continue
     if next_seq is not None and seq != next_seq:
         continue
+    starts.append(len(stream)); stamps.append(sec + usec / 1e6)
     stream += payload
     next_seq = (seq + len(payload)) & 0xFFFFFFFF
-count, i = 0, 0
+def when(offset):
+    return stamps[bisect.bisect_right(starts, offset) - 1]
+count, i, t_open, t_last = 0, 0, None, None
 while i + 19 <= len(stream):
     length = struct.unpack(">H", stream[i + 16:i + 18])[0]
     if length < 19:
         break
-    count += stream[i + 18] == 2
+    kind = stream[i + 18]
+    if kind == 1 and t_open is None:
+        t_open = when(i)
+    if kind == 2:
+        count += 1
+        t_last = when(i + length - 1)
     i += length
-print(count)
+wire = (t_last - t_open) if t_open is not None and t_last is not None else 0.0
+print(count, "%.3f" % wire)
 PY
 }
 
@@ -143,7 +155,7 @@ measure() {
   sleep 0.3
   stop_receiver
   [[ "${got:-0}" -ge "$n" ]] || { echo "receiver holds ${got:-0} of $n routes; sender said:" >&2; tail -5 "$work/sender.err" >&2; exit 1; }
-  echo "$(calc "$t1 - $t0") $rss $(updates)" >"$work/result"
+  echo "$(calc "$t1 - $t0") $rss $(updates)" >"$work/result"   # seconds rss updates wire
 }
 
 for n in "${SIZES[@]}"; do
@@ -171,13 +183,17 @@ PY
   rm -f "$work/state.json"
   measure "$n" ip netns exec "$SND" "$LB" run -c "$work/lb.yaml" --node bench \
       --state-file "$work/state.json" --no-host-addresses
-  read -r lb_s lb_rss lb_up <"$work/result"
+  read -r lb_s lb_rss lb_up lb_w <"$work/result"
   measure "$n" ip netns exec "$SND" "$SPEAKER" 10.8.0.2 64512 64500 "$n"
-  read -r sp_s sp_rss sp_up <"$work/result"
+  read -r sp_s sp_rss sp_up sp_w <"$work/result"
   measure "$n" ip netns exec "$SND" bird -f -c "$work/sender.conf" -s "$work/sender.ctl" -P "$work/sender.pid"
-  read -r bird_s bird_rss bird_up <"$work/result"
-  printf 'N=%-6d lb run:     %7.3f s, %5d UPDATEs, peak RSS %6.1f MiB\n' "$n" "$lb_s" "$lb_up" "$(calc "$lb_rss / 1024")"
-  printf 'N=%-6d lb speaker: %7.3f s, %5d UPDATEs, peak RSS %6.1f MiB\n' "$n" "$sp_s" "$sp_up" "$(calc "$sp_rss / 1024")"
-  printf 'N=%-6d BIRD:       %7.3f s, %5d UPDATEs, peak RSS %6.1f MiB\n' "$n" "$bird_s" "$bird_up" "$(calc "$bird_rss / 1024")"
-  printf 'N=%-6d ratio time lb run/BIRD = %.2f, lb speaker/BIRD = %.2f\n' "$n" "$(calc "$lb_s / $bird_s")" "$(calc "$sp_s / $bird_s")"
+  read -r bird_s bird_rss bird_up bird_w <"$work/result"
+  for who in "lb run:lb" "lb speaker:sp" "BIRD:bird"; do
+    name=${who%%:*}; v=${who##*:}
+    eval "t=\$${v}_s w=\$${v}_w u=\$${v}_up r=\$${v}_rss"
+    printf 'N=%-6d %-11s %7.3f s from start, %7.3f s from OPEN to last UPDATE, %5d UPDATEs, peak RSS %6.1f MiB\n' \
+      "$n" "$name" "$t" "$w" "$u" "$(calc "$r / 1024")"
+  done
+  printf 'N=%-6d ratio lb/BIRD: from start: lb run %.2f, speaker %.2f; OPEN to last UPDATE: lb run %.2f, speaker %.2f\n' "$n" \
+    "$(calc "$lb_s / $bird_s")" "$(calc "$sp_s / $bird_s")" "$(calc "$lb_w / $bird_w")" "$(calc "$sp_w / $bird_w")"
 done

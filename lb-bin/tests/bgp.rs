@@ -301,3 +301,51 @@ fn gobgp_receives_the_routes() {
     assert!(line.contains("no-export") || line.contains("65535:65281"), "{rib}");
     assert!(line.contains("64512:1:2"), "{rib}");
 }
+
+#[test]
+fn a_peer_without_four_octet_as_support_gets_two_octet_as_paths() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let lab = Lab::new();
+    let bird = Bird::start(
+        &lab,
+        "protocol bgp lb4 {\n  local 10.9.0.2 as 64500;\n  neighbor 10.9.0.1 as 64512;\n  passive on;\n  enable as4 off;\n  error wait time 1, 2;\n  ipv4 { import all; export none; };\n}\n",
+    );
+    lab.write_config(&format!("{POOL}{}{ADVERT}{}", peer("bird4", 64512, 64500, "10.9.0.2", ""), services(false)));
+    let lb = lab.lb();
+    assert!(
+        eventually(Duration::from_secs(15), || bird.has_route("192.0.2.16/32")),
+        "{}\n{}",
+        bird.cli("show protocols all lb4"),
+        lb.stderr()
+    );
+    // The AS_PATH is encoded with 2-octet numbers, and BIRD reads it right.
+    assert!(bird.route("192.0.2.16/32").contains("BGP.as_path: 64512"), "{}", bird.route("192.0.2.16/32"));
+}
+
+#[test]
+fn graceful_restart_keeps_routes_at_the_router_across_a_restart() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let lab = Lab::new();
+    let bird = Bird::start(&lab, &BIRD_EBGP4.replace("passive on;", "passive on;\n  graceful restart on;"));
+    lab.write_config(&format!(
+        "{POOL}{}{ADVERT}{}",
+        peer("bird4", 64512, 64500, "10.9.0.2", ", enableGracefulRestart: true"),
+        services(false)
+    ));
+    let mut lb = lab.lb();
+    assert!(eventually(Duration::from_secs(15), || bird.has_route("192.0.2.16/32")), "{}", lb.stderr());
+    lb.signal("TERM");
+    assert_eq!(lb.wait(Duration::from_secs(5)), Some(0));
+    // No NOTIFICATION: the router keeps the routes (stale) for the restart time.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(bird.has_route("192.0.2.16/32"), "routes kept during the restart:\n{}", bird.cli("show protocols all lb4"));
+    assert!(!bird.cli("show protocols all lb4").contains("Administrative shutdown"));
+    // The next process comes back, sends the table and End-of-RIB; the routes stay.
+    let lb2 = lab.lb();
+    assert!(eventually(Duration::from_secs(15), || bird.established("lb4")), "{}", lb2.stderr());
+    assert!(bird.has_route("192.0.2.16/32"));
+}
