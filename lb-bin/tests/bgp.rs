@@ -261,45 +261,156 @@ fn md5_with_the_right_password_establishes_and_a_wrong_one_never_does() {
     assert!(!eventually(Duration::from_secs(8), || bird.established("lb4")), "established with a wrong MD5 password");
 }
 
+/// GoBGP in the router namespace, with its own API port.
+struct GoBgp<'a> {
+    lab: &'a Lab,
+    proc: Option<Proc>,
+    conf: PathBuf,
+    port: String,
+}
+
+impl<'a> GoBgp<'a> {
+    /// Starts gobgpd (global AS `asn`) with one passive neighbor.
+    fn start(lab: &'a Lab, asn: u32, neighbor: &str, peer_as: u32, extra: &str) -> GoBgp<'a> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let port = (50051 + (std::process::id() % 1000) * 8 + NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+            .to_string();
+        let conf = lab.dir.path("gobgp.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "[global.config]\n  as = {asn}\n  router-id = \"10.9.0.2\"\n  port = 179\n\n\
+                 [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{neighbor}\"\n    peer-as = {peer_as}\n{extra}\
+                 \n  [neighbors.transport.config]\n    passive-mode = true\n"
+            ),
+        )
+        .unwrap();
+        let mut g = GoBgp { lab, proc: None, conf, port };
+        g.run();
+        g
+    }
+
+    fn run(&mut self) {
+        let api = format!("127.0.0.1:{}", self.port);
+        let args = ["-f", self.conf.to_str().unwrap(), "-t", "toml", "--api-hosts", &api, "--pprof-disable"];
+        self.proc = Some(Proc::spawn(self.lab.rtr.cmd("gobgpd", &args), &self.lab.dir.0, "gobgpd"));
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let mut a = vec!["-u", "127.0.0.1", "-p", self.port.as_str()];
+        a.extend_from_slice(args);
+        String::from_utf8_lossy(&self.lab.rtr.exec("gobgp", &a).stdout).into_owned()
+    }
+
+    fn rib(&self, family: &str) -> String {
+        self.cli(&["global", "rib", "-a", family])
+    }
+
+    fn established(&self) -> bool {
+        self.cli(&["neighbor"]).contains("Establ")
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(p) = &self.proc {
+            p.signal(sig);
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.signal("TERM");
+            p.wait(Duration::from_secs(5));
+        }
+    }
+}
+
+impl Drop for GoBgp<'_> {
+    fn drop(&mut self) {
+        self.signal("CONT");
+    }
+}
+
+const GOBGP: &[&str] = &["ip", "gobgpd", "gobgp"];
+
 #[test]
-fn gobgp_receives_the_routes() {
-    if !prerequisites(&["ip", "gobgpd", "gobgp"]) {
+fn gobgp_receives_the_routes_follows_changes_restarts_and_freezes() {
+    if !prerequisites(GOBGP) {
         return;
     }
     let lab = Lab::new();
-    let port = 50051 + (std::process::id() % 1000) as u16;
-    let conf = lab.dir.path("gobgp.toml");
-    std::fs::write(
-        &conf,
-        "[global.config]\n  as = 64500\n  router-id = \"10.9.0.2\"\n  port = 179\n\n\
-         [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"10.9.0.1\"\n    peer-as = 64512\n  [neighbors.transport.config]\n    passive-mode = true\n",
-    )
-    .unwrap();
-    let api = format!("127.0.0.1:{port}");
-    let _gobgpd = Proc::spawn(
-        lab.rtr.cmd("gobgpd", &["-f", conf.to_str().unwrap(), "-t", "toml", "--api-hosts", &api, "--pprof-disable"]),
-        &lab.dir.0,
-        "gobgpd",
-    );
-    let gobgp = |args: &[&str]| {
-        let p = port.to_string();
-        let mut a = vec!["-u", "127.0.0.1", "-p", p.as_str()];
-        a.extend_from_slice(args);
-        String::from_utf8_lossy(&lab.rtr.exec("gobgp", &a).stdout).into_owned()
-    };
-    lab.write_config(&format!("{POOL}{}{ADVERT}{}", peer("gobgp", 64512, 64500, "10.9.0.2", ""), services(true)));
+    let mut gobgp = GoBgp::start(&lab, 64500, "10.9.0.1", 64512, "");
+    let peers = peer("gobgp", 64512, 64500, "10.9.0.2", ", holdTime: 3s");
+    let cfg = lab.write_config(&format!("{POOL}{peers}{ADVERT}{}", services(true)));
     let lb = lab.lb();
     assert!(
-        eventually(Duration::from_secs(20), || gobgp(&["global", "rib", "-a", "ipv4"]).contains("192.0.2.17/32")),
+        eventually(Duration::from_secs(20), || gobgp.rib("ipv4").contains("192.0.2.17/32")),
         "{}\n{}",
-        gobgp(&["neighbor"]),
+        gobgp.cli(&["neighbor"]),
         lb.stderr()
     );
-    let rib = gobgp(&["global", "rib", "-a", "ipv4"]);
+    let rib = gobgp.rib("ipv4");
     let line = rib.lines().find(|l| l.contains("192.0.2.16/32")).unwrap_or_default();
     assert!(line.contains("10.9.0.1") && line.contains("64512"), "{rib}");
     assert!(line.contains("no-export") || line.contains("65535:65281"), "{rib}");
     assert!(line.contains("64512:1:2"), "{rib}");
+
+    // Removing a service withdraws exactly its route; adding it back announces it.
+    std::fs::write(&cfg, format!("{POOL}{peers}{ADVERT}{}", services(false))).unwrap();
+    assert!(
+        eventually(Duration::from_secs(6), || !gobgp.rib("ipv4").contains("192.0.2.17/32")),
+        "{}",
+        gobgp.rib("ipv4")
+    );
+    assert!(gobgp.rib("ipv4").contains("192.0.2.16/32"));
+    std::fs::write(&cfg, format!("{POOL}{peers}{ADVERT}{}", services(true))).unwrap();
+    assert!(eventually(Duration::from_secs(6), || gobgp.rib("ipv4").contains("192.0.2.17/32")));
+
+    // The peer restarts: the session comes back with the whole table.
+    gobgp.stop();
+    gobgp.run();
+    assert!(eventually(Duration::from_secs(30), || gobgp.rib("ipv4").contains("192.0.2.17/32")), "{}", lb.stderr());
+
+    // The peer freezes: our 3 s hold timer fires; it recovers after SIGCONT.
+    gobgp.signal("STOP");
+    assert!(eventually(Duration::from_secs(10), || lb.stderr().contains("hold timer expired")), "{}", lb.stderr());
+    gobgp.signal("CONT");
+    assert!(
+        eventually(Duration::from_secs(40), || gobgp.established() && gobgp.rib("ipv4").contains("192.0.2.16/32")),
+        "{}",
+        lb.stderr()
+    );
+}
+
+#[test]
+fn gobgp_over_ibgp_ipv6_with_md5() {
+    if !prerequisites(GOBGP) {
+        return;
+    }
+    let lab = Lab::new();
+    let v6 = "    auth-password = \"s3cret\"\n  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv6-unicast\"\n";
+    let gobgp = GoBgp::start(&lab, 64512, "2001:db8:9::1", 64512, v6);
+    let with = |pw: &str| {
+        format!(
+            "{POOL}{}{ADVERT}{}",
+            peer("gobgp6", 64512, 64512, "2001:db8:9::2", &format!(", password: {pw}")),
+            services(false)
+        )
+    };
+    let cfg = lab.write_config(&with("s3cret"));
+    let lb = lab.lb();
+    assert!(
+        eventually(Duration::from_secs(20), || gobgp.rib("ipv6").contains("2001:db8:5::/128")),
+        "{}\n{}",
+        gobgp.cli(&["neighbor"]),
+        lb.stderr()
+    );
+    let rib = gobgp.rib("ipv6");
+    let line = rib.lines().find(|l| l.contains("2001:db8:5::/128")).unwrap_or_default();
+    assert!(line.contains("2001:db8:9::1") && line.contains("LocalPref: 250"), "{rib}");
+    // A wrong MD5 password: the session never comes up again.
+    std::fs::write(&cfg, with("wrong")).unwrap();
+    assert!(eventually(Duration::from_secs(8), || !gobgp.established()), "{}", gobgp.cli(&["neighbor"]));
+    assert!(!eventually(Duration::from_secs(8), || gobgp.established()), "established with a wrong MD5 password");
 }
 
 #[test]
