@@ -222,6 +222,15 @@ fn announcements(routes: &[(&IpNet, &RouteAttrs)], cx: &PeerCtx) -> Vec<Update> 
     for ((v6, _), (attrs, prefixes)) in groups {
         let base = encoded_len(&Update { attrs: attrs.clone(), ..Default::default() }, cx);
         let room = cx.max_len.saturating_sub(base + if v6 { 2 } else { 0 });
+        if room < 17 {
+            // Attributes too large for any message (thousands of communities): sending them
+            // would make the peer reset the session over and over.
+            tracing::error!(
+                routes = prefixes.len(),
+                "path attributes too large for a BGP message; routes not announced"
+            );
+            continue;
+        }
         for c in chunks(&prefixes, room) {
             let mut u = Update { attrs: attrs.clone(), ..Default::default() };
             if v6 {

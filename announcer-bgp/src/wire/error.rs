@@ -57,9 +57,10 @@ pub enum UpdateError {
     /// Lengths that do not add up, or an attribute twice (subcode 1).
     #[error("malformed attribute list")]
     MalformedAttributeList,
-    /// A well-known attribute we do not know (subcode 2).
+    /// A well-known attribute we do not know (subcode 2), with the whole attribute (flags,
+    /// type, length, value) for the NOTIFICATION's data.
     #[error("unrecognized well-known attribute {0}")]
-    UnrecognizedWellKnown(u8),
+    UnrecognizedWellKnown(u8, Bytes),
     /// A mandatory attribute missing (subcode 3).
     #[error("missing well-known attribute {0}")]
     MissingWellKnown(u8),
@@ -90,7 +91,7 @@ impl UpdateError {
     fn subcode(&self) -> u8 {
         match self {
             UpdateError::MalformedAttributeList => 1,
-            UpdateError::UnrecognizedWellKnown(_) => 2,
+            UpdateError::UnrecognizedWellKnown(..) => 2,
             UpdateError::MissingWellKnown(_) => 3,
             UpdateError::AttributeFlags(_) => 4,
             UpdateError::AttributeLength(_) => 5,
@@ -167,6 +168,10 @@ impl From<&DecodeError> for Notification {
             // §6.3: a missing well-known attribute's type code goes in the data.
             DecodeError::Update(UpdateError::MissingWellKnown(t)) => {
                 (ErrorCode::UpdateMessage, 3, Bytes::copy_from_slice(&[*t]))
+            }
+            // §6.3: an unrecognized well-known attribute goes in the data.
+            DecodeError::Update(UpdateError::UnrecognizedWellKnown(_, attr)) => {
+                (ErrorCode::UpdateMessage, 2, attr.clone())
             }
             DecodeError::Update(u) => (ErrorCode::UpdateMessage, u.subcode(), Bytes::new()),
             DecodeError::RouteRefreshLength(_) => (ErrorCode::RouteRefreshMessage, 1, Bytes::new()),

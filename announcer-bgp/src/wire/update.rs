@@ -441,7 +441,11 @@ impl Update {
             AttrType::Unknown(_) if optional => {
                 // Unknown optional attributes are passed over (we never propagate routes).
             }
-            AttrType::Unknown(k) => return Err(reset(UpdateError::UnrecognizedWellKnown(k))),
+            AttrType::Unknown(k) => {
+                let mut attr = BytesMut::new();
+                put_attr(&mut attr, flags & !FLAG_EXTENDED, t, &v);
+                return Err(reset(UpdateError::UnrecognizedWellKnown(k, attr.freeze())));
+            }
         }
         Ok(())
     }
