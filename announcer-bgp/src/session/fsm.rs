@@ -76,6 +76,9 @@ pub enum Timer {
 }
 
 /// Inputs, each covering RFC 4271 events.
+// Inputs live for one event, one at a time; boxing messages would cost an allocation per
+// message received.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     /// Events 1/3: start the session.
