@@ -28,6 +28,9 @@ pub use update::{Attrs, DecodeCx, Update};
 use iana::MessageType;
 
 /// A BGP message.
+// Messages are decoded and handled one at a time; boxing UPDATEs would cost an allocation
+// per message for no memory saved.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// OPEN.
