@@ -22,38 +22,14 @@ PROFILE=release
 if [[ "${1:-}" == "--smoke" ]]; then
   SECONDS_PER_SIDE=1; ROUNDS=1; PROFILE=debug
 fi
-[[ $(id -u) -eq 0 ]] || { echo "bench/arp-flood.sh needs root (network namespaces)" >&2; exit 1; }
-for t in ip mausezahn; do command -v "$t" >/dev/null || { echo "needs $t (Debian: iproute2, netsniff-ng)" >&2; exit 1; }; done
+source bench/lib.sh
+lab_setup af mausezahn arping
+SPK=$NS_A; CLI=$NS_B
+ip -n "$SPK" addr add 192.0.2.1/24 dev eth0
+ip -n "$CLI" addr add 192.0.2.2/24 dev eth0
 
 if [[ $PROFILE == release ]]; then cargo build -q --release -p lb-bin; else cargo build -q -p lb-bin; fi
 LB="$PWD/target/$PROFILE/lb"
-
-tag="af$$"
-SPK="${tag}s"; CLI="${tag}c"
-work=$(mktemp -d)
-pids=()
-# Waits for a child we started and forgets its PID, so cleanup never signals a reused PID.
-reap() {
-  wait "$1" 2>/dev/null || true
-  local keep=() p
-  for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-  pids=("${keep[@]}")
-}
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  ip netns del "$SPK" 2>/dev/null || true
-  ip netns del "$CLI" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-ip netns add "$SPK"; ip netns add "$CLI"
-ip link add "${tag}a" type veth peer name "${tag}b"
-ip link set "${tag}a" netns "$SPK" name eth0
-ip link set "${tag}b" netns "$CLI" name eth0
-for ns in "$SPK" "$CLI"; do ip -n "$ns" link set lo up; ip -n "$ns" link set eth0 up; done
-ip -n "$SPK" addr add 192.0.2.1/24 dev eth0
-ip -n "$CLI" addr add 192.0.2.2/24 dev eth0
 
 cat > "$work/lb.yaml" <<'YAML'
 apiVersion: metallb.io/v1beta1

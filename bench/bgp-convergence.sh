@@ -23,8 +23,12 @@ cd "$(dirname "$0")/.."
 SIZES=(10000 100000)
 PROFILE=release
 if [[ "${1:-}" == "--smoke" ]]; then SIZES=(1000); PROFILE=debug; fi
-[[ $(id -u) -eq 0 ]] || { echo "bench/bgp-convergence.sh needs root (network namespaces)" >&2; exit 1; }
-for t in ip bird birdc tcpdump python3; do command -v "$t" >/dev/null || { echo "needs $t" >&2; exit 1; }; done
+source bench/lib.sh
+lab_setup bc bird birdc tcpdump python3
+SND=$NS_A; RCV=$NS_B
+ip -n "$SND" addr add 10.8.0.1/24 dev eth0
+ip -n "$RCV" addr add 10.8.0.2/24 dev eth0
+
 if [[ $PROFILE == release ]]; then
   cargo build -q --release -p lb-bin; cargo build -q --release -p lb-examples --example bgp_sender
 else
@@ -32,31 +36,6 @@ else
 fi
 LB="$PWD/target/$PROFILE/lb"
 SPEAKER="$PWD/target/$PROFILE/examples/bgp_sender"
-
-tag="bc$$"; SND="${tag}s"; RCV="${tag}r"
-work=$(mktemp -d)
-pids=()
-reap() {
-  wait "$1" 2>/dev/null || true
-  local keep=() p
-  for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-  pids=("${keep[@]}")
-}
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  ip netns del "$SND" 2>/dev/null || true
-  ip netns del "$RCV" 2>/dev/null || true
-  [[ -n "${KEEP_WORK:-}" ]] && echo "kept $work" >&2 || rm -rf "$work"
-}
-trap cleanup EXIT
-
-ip netns add "$SND"; ip netns add "$RCV"
-ip link add "${tag}a" type veth peer name "${tag}b"
-ip link set "${tag}a" netns "$SND" name eth0
-ip link set "${tag}b" netns "$RCV" name eth0
-for ns in "$SND" "$RCV"; do ip -n "$ns" link set lo up; ip -n "$ns" link set eth0 up; done
-ip -n "$SND" addr add 10.8.0.1/24 dev eth0
-ip -n "$RCV" addr add 10.8.0.2/24 dev eth0
 
 cat > "$work/receiver.conf" <<'CONF'
 router id 10.8.0.2;

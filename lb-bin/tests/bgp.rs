@@ -52,10 +52,36 @@ impl Lab {
     }
 }
 
+/// A daemon process (BIRD, gobgpd): signalled and stopped by PID, thawed when dropped so
+/// that a test failing while it is frozen still lets it be killed.
+#[derive(Default)]
+struct Daemon(Option<Proc>);
+
+impl Daemon {
+    fn signal(&self, sig: &str) {
+        if let Some(p) = &self.0 {
+            p.signal(sig);
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut p) = self.0.take() {
+            p.signal("TERM");
+            p.wait(Duration::from_secs(5));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.signal("CONT");
+    }
+}
+
 /// BIRD in the router namespace, with its own control socket.
 struct Bird<'a> {
     lab: &'a Lab,
-    proc: Option<Proc>,
+    daemon: Daemon,
     sock: PathBuf,
     conf: PathBuf,
 }
@@ -64,7 +90,7 @@ impl<'a> Bird<'a> {
     fn start(lab: &'a Lab, protocols: &str) -> Bird<'a> {
         let conf = lab.dir.path("bird.conf");
         std::fs::write(&conf, format!("router id 10.9.0.2;\nprotocol device {{}}\n{protocols}")).unwrap();
-        let mut b = Bird { lab, proc: None, sock: lab.dir.path("bird.ctl"), conf };
+        let mut b = Bird { lab, daemon: Daemon::default(), sock: lab.dir.path("bird.ctl"), conf };
         b.run();
         b
     }
@@ -73,7 +99,7 @@ impl<'a> Bird<'a> {
         let pid = self.lab.dir.path("bird.pid");
         let args =
             ["-f", "-c", self.conf.to_str().unwrap(), "-s", self.sock.to_str().unwrap(), "-P", pid.to_str().unwrap()];
-        self.proc = Some(Proc::spawn(self.lab.rtr.cmd("bird", &args), &self.lab.dir.0, "bird"));
+        self.daemon.0 = Some(Proc::spawn(self.lab.rtr.cmd("bird", &args), &self.lab.dir.0, "bird"));
         assert!(
             eventually(Duration::from_secs(5), || self.cli("show status").contains("Daemon is up")),
             "BIRD did not start"
@@ -96,27 +122,6 @@ impl<'a> Bird<'a> {
 
     fn has_route(&self, prefix: &str) -> bool {
         self.route(prefix).contains(prefix)
-    }
-
-    fn signal(&self, sig: &str) {
-        if let Some(p) = &self.proc {
-            p.signal(sig);
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.signal("TERM");
-            p.wait(Duration::from_secs(5));
-        }
-    }
-}
-
-impl Drop for Bird<'_> {
-    fn drop(&mut self) {
-        if let Some(p) = &self.proc {
-            p.signal("CONT");
-        }
     }
 }
 
@@ -223,14 +228,14 @@ fn the_session_survives_a_peer_restart_and_our_hold_timer_catches_a_frozen_peer(
     );
 
     // The peer restarts: the session comes back and the table is sent again.
-    bird.stop();
+    bird.daemon.stop();
     bird.run();
     assert!(eventually(Duration::from_secs(20), || bird.has_route("192.0.2.16/32")), "{}", lb.stderr());
 
     // The peer freezes: our hold timer (3 s) fires, and the session recovers when it thaws.
-    bird.signal("STOP");
+    bird.daemon.signal("STOP");
     assert!(eventually(Duration::from_secs(10), || lb.stderr().contains("hold timer expired")), "{}", lb.stderr());
-    bird.signal("CONT");
+    bird.daemon.signal("CONT");
     assert!(
         eventually(Duration::from_secs(20), || bird.established("lb4") && bird.has_route("192.0.2.16/32")),
         "{}",
@@ -264,7 +269,7 @@ fn md5_with_the_right_password_establishes_and_a_wrong_one_never_does() {
 /// GoBGP in the router namespace, with its own API port.
 struct GoBgp<'a> {
     lab: &'a Lab,
-    proc: Option<Proc>,
+    daemon: Daemon,
     conf: PathBuf,
     port: String,
 }
@@ -285,7 +290,7 @@ impl<'a> GoBgp<'a> {
             ),
         )
         .unwrap();
-        let mut g = GoBgp { lab, proc: None, conf, port };
+        let mut g = GoBgp { lab, daemon: Daemon::default(), conf, port };
         g.run();
         g
     }
@@ -293,7 +298,7 @@ impl<'a> GoBgp<'a> {
     fn run(&mut self) {
         let api = format!("127.0.0.1:{}", self.port);
         let args = ["-f", self.conf.to_str().unwrap(), "-t", "toml", "--api-hosts", &api, "--pprof-disable"];
-        self.proc = Some(Proc::spawn(self.lab.rtr.cmd("gobgpd", &args), &self.lab.dir.0, "gobgpd"));
+        self.daemon.0 = Some(Proc::spawn(self.lab.rtr.cmd("gobgpd", &args), &self.lab.dir.0, "gobgpd"));
     }
 
     fn cli(&self, args: &[&str]) -> String {
@@ -308,25 +313,6 @@ impl<'a> GoBgp<'a> {
 
     fn established(&self) -> bool {
         self.cli(&["neighbor"]).contains("Establ")
-    }
-
-    fn signal(&self, sig: &str) {
-        if let Some(p) = &self.proc {
-            p.signal(sig);
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.signal("TERM");
-            p.wait(Duration::from_secs(5));
-        }
-    }
-}
-
-impl Drop for GoBgp<'_> {
-    fn drop(&mut self) {
-        self.signal("CONT");
     }
 }
 
@@ -366,14 +352,14 @@ fn gobgp_receives_the_routes_follows_changes_restarts_and_freezes() {
     assert!(eventually(Duration::from_secs(6), || gobgp.rib("ipv4").contains("192.0.2.17/32")));
 
     // The peer restarts: the session comes back with the whole table.
-    gobgp.stop();
+    gobgp.daemon.stop();
     gobgp.run();
     assert!(eventually(Duration::from_secs(30), || gobgp.rib("ipv4").contains("192.0.2.17/32")), "{}", lb.stderr());
 
     // The peer freezes: our 3 s hold timer fires; it recovers after SIGCONT.
-    gobgp.signal("STOP");
+    gobgp.daemon.signal("STOP");
     assert!(eventually(Duration::from_secs(10), || lb.stderr().contains("hold timer expired")), "{}", lb.stderr());
-    gobgp.signal("CONT");
+    gobgp.daemon.signal("CONT");
     assert!(
         eventually(Duration::from_secs(40), || gobgp.established() && gobgp.rib("ipv4").contains("192.0.2.16/32")),
         "{}",
