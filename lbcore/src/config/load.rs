@@ -12,7 +12,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::raw::{self, Object};
@@ -128,18 +129,26 @@ impl Resources {
     }
 
     /// Reads the YAML documents in `text`, naming them after `file` in diagnostics.
+    ///
+    /// Documents are read one at a time, and the items of a list one at a time, so a large
+    /// `kubectl get -o yaml` dump never exists in memory as one document tree. A document
+    /// with a YAML syntax error is reported and skipped; the others are still read.
     pub fn load_str(&mut self, file: &str, text: &str) {
-        let docs: Vec<Value> = match serde_saphyr::from_multiple_with_options(text, yaml_options()) {
-            Ok(d) => d,
-            Err(e) => {
-                let src = Source { file: file.to_string(), doc: 0, item: None };
-                self.errors.push(Diagnostic::file(src, format!("invalid YAML: {e}")));
-                return;
+        let mut doc = 0;
+        for (line, chunk) in split_documents(text) {
+            let source = Source { file: file.to_string(), doc: doc + 1, item: None };
+            let seed = DocSeed { res: self, source: source.clone() };
+            match serde_saphyr::with_deserializer_from_str_with_options(chunk, yaml_options(), |de| {
+                seed.deserialize(de)
+            }) {
+                Ok(true) => doc += 1,
+                Ok(false) => {} // an empty document (comments only) does not count
+                Err(e) => {
+                    doc += 1;
+                    let msg = format!("invalid YAML (the document starts at line {line}): {e}");
+                    self.errors.push(Diagnostic::file(Source { doc, ..source }, msg));
+                }
             }
-        };
-        for (i, doc) in docs.into_iter().enumerate() {
-            let source = Source { file: file.to_string(), doc: i + 1, item: None };
-            self.load_value(source, doc, true);
         }
     }
 
@@ -292,6 +301,177 @@ impl Resources {
     }
 }
 
+/// Splits YAML text into documents where YAML does: at a `---` line (which starts the next
+/// document) and after a `...` line (which ends one), both at column 0. Returns each
+/// document's text with the line number it starts at.
+fn split_documents(text: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let (mut start, mut start_line) = (0usize, 1usize);
+    let mut offset = 0usize;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let marker = |m: &str| bare == m || bare.strip_prefix(m).is_some_and(|r| r.starts_with([' ', '\t']));
+        if marker("---") && offset > start {
+            out.push((start_line, &text[start..offset]));
+            start = offset;
+            start_line = n + 1;
+        } else if marker("...") {
+            out.push((start_line, &text[start..offset]));
+            start = offset + line.len();
+            start_line = n + 2;
+        }
+        offset += line.len();
+    }
+    if start < text.len() {
+        out.push((start_line, &text[start..]));
+    }
+    out
+}
+
+/// Reads one document into [`Resources`]: a mapping is collected and loaded; the `items`
+/// of a list are loaded one by one as they are read. Returns false for an empty document.
+struct DocSeed<'r> {
+    res: &'r mut Resources,
+    source: Source,
+}
+
+impl<'de> DeserializeSeed<'de> for DocSeed<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DocSeed<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Kubernetes object")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut obj = serde_json::Map::new();
+        let mut listed = false;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "items" && !listed {
+                match map.next_value_seed(ItemsSeed { res: &mut *self.res, source: self.source.clone() })? {
+                    None => listed = true,
+                    Some(v) => {
+                        obj.insert(key, v);
+                    }
+                }
+            } else {
+                let v: Value = map.next_value()?;
+                obj.insert(key, v);
+            }
+        }
+        if !listed {
+            self.res.load_value(self.source, Value::Object(obj), true);
+        }
+        Ok(true)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
+        let v = Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+        self.res.load_value(self.source, v, true);
+        Ok(true)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
+        self.res.load_value(self.source, Value::from(v), true);
+        Ok(true)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<bool, E> {
+        self.res.load_value(self.source, Value::from(v), true);
+        Ok(true)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<bool, E> {
+        self.res.load_value(self.source, Value::from(v), true);
+        Ok(true)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<bool, E> {
+        self.res.load_value(self.source, Value::from(v), true);
+        Ok(true)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<bool, E> {
+        self.res.load_value(self.source, Value::from(v), true);
+        Ok(true)
+    }
+}
+
+/// Reads the `items` of a list: each item is loaded as soon as it is read (so the whole list
+/// never exists as one tree). Anything but a sequence is returned as a plain value.
+struct ItemsSeed<'r> {
+    res: &'r mut Resources,
+    source: Source,
+}
+
+impl<'de> DeserializeSeed<'de> for ItemsSeed<'_> {
+    type Value = Option<Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Value>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemsSeed<'_> {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of Kubernetes objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<Value>, A::Error> {
+        let mut j = 0;
+        while let Some(item) = seq.next_element::<Value>()? {
+            j += 1;
+            self.res.load_value(Source { item: Some(j), ..self.source.clone() }, item, false);
+        }
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<Value>, A::Error> {
+        Value::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Option<Value>, E> {
+        Ok(Some(Value::Null))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Option<Value>, E> {
+        Ok(Some(Value::from(v)))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Option<Value>, E> {
+        Ok(Some(Value::from(v)))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Option<Value>, E> {
+        Ok(Some(Value::from(v)))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Option<Value>, E> {
+        Ok(Some(Value::from(v)))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Option<Value>, E> {
+        Ok(Some(Value::from(v)))
+    }
+}
+
 /// Parser options. Limits: the defaults (1,024 documents, 250k nodes) refuse real inputs such as
 /// `kubectl get svc -A -o yaml` of a large cluster; these allow 100k documents and 20M
 /// nodes, and keep the defaults that stop alias bombs (anchor copies, alias ratio) and deep
@@ -366,6 +546,27 @@ mod tests {
         assert_eq!(r.errors.len(), 1);
         let msg = r.errors[0].to_string();
         assert!(msg.contains("IPAddressPool \"a\"") && msg.contains("spec.addresses"), "{msg}");
+    }
+
+    #[test]
+    fn documents_split_where_yaml_splits_them() {
+        let text = "# comment\na: 1\n---\nb: 2\n--- {c: 3}\n...\n# trailing\n---\nd: |\n  ---x\n";
+        let docs: Vec<(usize, &str)> = split_documents(text);
+        assert_eq!(docs[0], (1, "# comment\na: 1\n"));
+        assert_eq!(docs[1], (3, "---\nb: 2\n"));
+        assert_eq!(docs[2], (5, "--- {c: 3}\n"));
+        assert_eq!(docs[3], (7, "# trailing\n"));
+        assert_eq!(docs[4], (8, "---\nd: |\n  ---x\n"), "an indented --- is content");
+    }
+
+    #[test]
+    fn a_syntax_error_in_one_document_keeps_the_others() {
+        let r = load("apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: a}\n---\nkind: [oops\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: b}\n");
+        assert_eq!(r.errors.len(), 1);
+        assert_eq!(r.errors[0].source.as_ref().map(|s| s.doc), Some(2));
+        assert!(r.errors[0].message.contains("starts at line 4"), "{}", r.errors[0].message);
+        assert_eq!(r.l2_advertisements.len(), 2);
+        assert_eq!(r.l2_advertisements[1].source.doc, 3);
     }
 
     #[test]
