@@ -96,17 +96,84 @@ struct Running {
     graceful: bool,
 }
 
-/// The BGP announcer: one session task per BGPPeer this node peers with.
+type Peers = Arc<tokio::sync::Mutex<BTreeMap<String, Running>>>;
+
+/// The BGP announcer: one session task per BGPPeer this node peers with, and optionally a
+/// listener that hands connections from configured peers to their sessions.
 #[derive(Default)]
 pub struct BgpAnnouncer {
-    peers: tokio::sync::Mutex<BTreeMap<String, Running>>,
+    peers: Peers,
     errors: Mutex<BTreeMap<String, String>>,
+    listener: Mutex<Option<(Arc<tokio::net::TcpListener>, tokio::task::JoinHandle<()>)>>,
+}
+
+impl Drop for BgpAnnouncer {
+    fn drop(&mut self) {
+        if let Ok(Some((_, task))) = self.listener.lock().map(|mut l| l.take()) {
+            task.abort();
+        }
+    }
 }
 
 impl BgpAnnouncer {
     /// An announcer with no sessions (they start on the first reconcile).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Listens for connections from peers on `addr` (`[::]:179` takes both families). A
+    /// connection from a configured peer goes to its session (taken up, or resolved as a
+    /// collision, RFC 4271 §6.8); any other is closed. Needs CAP_NET_BIND_SERVICE for 179.
+    pub fn listen(&self, addr: SocketAddr) -> std::io::Result<()> {
+        let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+        let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+        if addr.is_ipv6() {
+            sock.set_only_v6(false)?;
+        }
+        sock.set_reuse_address(true)?;
+        sock.set_nonblocking(true)?;
+        sock.bind(&addr.into())?;
+        sock.listen(64)?;
+        let listener = Arc::new(tokio::net::TcpListener::from_std(sock.into())?);
+        let peers = Arc::clone(&self.peers);
+        let l = Arc::clone(&listener);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, remote)) = l.accept().await else { continue };
+                let ip = remote.ip().to_canonical();
+                let guard = peers.lock().await;
+                match guard.values().find(|r| r.spec.remote.ip() == ip) {
+                    Some(r) => r.peer.incoming(stream),
+                    None => tracing::debug!(%remote, "connection from an address that is no BGPPeer; closed"),
+                }
+            }
+        });
+        if let Ok(mut slot) = self.listener.lock() {
+            if let Some((_, old)) = slot.replace((listener, task)) {
+                old.abort();
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the TCP MD5 keys of the listening socket for peers with a password.
+    fn listener_keys(&self, peers: &BTreeMap<String, Running>) {
+        let Some(listener) = self.listener.lock().ok().and_then(|l| l.as_ref().map(|(l, _)| Arc::clone(l))) else {
+            return;
+        };
+        let v6 = listener.local_addr().is_ok_and(|a| a.is_ipv6());
+        for r in peers.values() {
+            if let Some(pw) = &r.spec.password {
+                // On an IPv6 listener an IPv4 peer's key is for its IPv4-mapped address.
+                let ip = match r.spec.remote.ip() {
+                    std::net::IpAddr::V4(a) if v6 => std::net::IpAddr::V6(a.to_ipv6_mapped()),
+                    other => other,
+                };
+                if let Err(e) = sockopt::set_md5(&*listener, ip, pw.as_bytes()) {
+                    tracing::warn!(peer = %r.spec.name, error = %e, "cannot set the MD5 key on the listener");
+                }
+            }
+        }
     }
 
     fn start(&self, name: &str, s: &BgpSession) -> Option<Running> {
@@ -154,6 +221,7 @@ impl Announcer for BgpAnnouncer {
                 peers.insert(name.clone(), r);
             }
         }
+        self.listener_keys(&peers);
         Ok(())
     }
 

@@ -48,6 +48,9 @@ pub struct Args {
     /// Serve only services of this spec.loadBalancerClass (default: services without one).
     #[arg(long, env = "LB_LB_CLASS")]
     pub lb_class: Option<String>,
+    /// Where to accept BGP connections from peers ("off": only connect to them).
+    #[arg(long, env = "LB_BGP_LISTEN", default_value = "[::]:179")]
+    pub bgp_listen: String,
     /// Do not put the announced addresses on the local `lb-vips` dummy interface.
     #[arg(long, env = "LB_NO_HOST_ADDRESSES")]
     pub no_host_addresses: bool,
@@ -247,12 +250,22 @@ pub async fn run(args: Args) -> Result<()> {
     let (mut term, mut int, mut hup) =
         (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?, sig(SignalKind::hangup())?);
     let announcer = L2Announcer::start(settings).map_err(Error::Announce)?;
+    let bgp = BgpAnnouncer::new();
+    if args.bgp_listen != "off" {
+        let addr: std::net::SocketAddr = args
+            .bgp_listen
+            .parse()
+            .map_err(|_| Error::Invalid(format!("--bgp-listen {:?}: not an address:port", args.bgp_listen)))?;
+        if let Err(e) = bgp.listen(addr) {
+            tracing::warn!(%addr, error = %e, "cannot listen for BGP connections; connecting to peers only");
+        }
+    }
     let state = State::load(&args.state_file);
     let mut me = Standalone {
         args,
         node,
         announcer,
-        bgp: BgpAnnouncer::new(),
+        bgp,
         host: HostVips::default(),
         state,
         running: None,

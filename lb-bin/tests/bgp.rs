@@ -446,3 +446,81 @@ fn graceful_restart_keeps_routes_at_the_router_across_a_restart() {
     assert!(eventually(Duration::from_secs(15), || bird.established("lb4")), "{}", lb2.stderr());
     assert!(bird.has_route("192.0.2.16/32"));
 }
+
+/// BIRD that connects to us (not passive), as soon as it starts.
+const BIRD_ACTIVE: &str = "protocol bgp lb4 {\n  local 10.9.0.2 as 64500;\n  neighbor 10.9.0.1 as 64512;\n  connect delay time 0;\n  connect retry time 1;\n  error wait time 1, 2;\n  ipv4 { import all; export none; };\n}\n";
+
+#[test]
+fn a_connection_opened_by_the_peer_is_taken_up() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let lab = Lab::new();
+    // lb connects to a port nobody listens on, so only BIRD's connection can succeed.
+    lab.write_config(&format!(
+        "{POOL}{}{ADVERT}{}",
+        peer("bird4", 64512, 64500, "10.9.0.2", ", peerPort: 1790"),
+        services(false)
+    ));
+    let lb = lab.lb();
+    let bird = Bird::start(&lab, BIRD_ACTIVE);
+    assert!(
+        eventually(Duration::from_secs(15), || bird.has_route("192.0.2.16/32")),
+        "{}\n{}",
+        bird.cli("show protocols all lb4"),
+        lb.stderr()
+    );
+    assert!(lb.stderr().contains("taking up a connection from the peer"), "{}", lb.stderr());
+}
+
+/// Runs the scripted collision peer (tests/collision_peer.py) against lb.
+fn scripted_collision(mode: &str) -> (String, String) {
+    let lab = Lab::new();
+    lab.write_config(&format!("{POOL}{}{ADVERT}{}", peer("peer", 64512, 64500, "10.9.0.2", ""), services(false)));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/collision_peer.py");
+    let mut peer = Proc::spawn(lab.rtr.cmd("python3", &[script, mode]), &lab.dir.0, "peer");
+    std::thread::sleep(Duration::from_millis(300));
+    let lb = lab.lb();
+    peer.wait(Duration::from_secs(30));
+    (peer.stdout() + &peer.stderr(), lb.stderr())
+}
+
+#[test]
+fn a_collision_keeps_the_connection_of_the_higher_identifier() {
+    if !prerequisites(&["ip", "python3"]) {
+        return;
+    }
+    let (peer, lb) = scripted_collision("high");
+    assert!(peer.starts_with("OK"), "{peer}\n{lb}");
+    assert!(lb.contains("connection collision: keeping the peer's"), "{lb}");
+    let (peer, lb) = scripted_collision("low");
+    assert!(peer.starts_with("OK"), "{peer}\n{lb}");
+    assert!(lb.contains("connection collision: keeping ours"), "{lb}");
+}
+
+#[test]
+fn connection_collisions_end_with_one_stable_session() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let lab = Lab::new();
+    lab.write_config(&format!("{POOL}{}{ADVERT}{}", peer("bird4", 64512, 64500, "10.9.0.2", ""), services(false)));
+    // Both sides connect at once, again and again: each start races the other.
+    for round in 0..3 {
+        let bird = Bird::start(&lab, BIRD_ACTIVE);
+        let lb = lab.lb();
+        assert!(
+            eventually(Duration::from_secs(15), || bird.established("lb4") && bird.has_route("192.0.2.16/32")),
+            "round {round}:\n{}\n{}",
+            bird.cli("show protocols all lb4"),
+            lb.stderr()
+        );
+        // And it stays up: no flapping between the two connections.
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(bird.established("lb4"), "round {round}: {}", bird.cli("show protocols all lb4"));
+        assert!(!lb.stderr().contains("hold timer expired"), "{}", lb.stderr());
+        eprintln!("round {round}: {} collision(s) resolved", lb.stderr().matches("connection collision").count());
+        drop(lb);
+        drop(bird);
+    }
+}

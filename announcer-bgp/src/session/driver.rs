@@ -32,7 +32,7 @@ use super::fsm::{self, Input, Output, Session, State, Timer};
 use crate::codec::{Codec, CodecError};
 use crate::rib::{end_of_rib, AdjRibOut, PeerCtx};
 use crate::wire::iana::{AFI_IPV4, AFI_IPV6, SAFI_UNICAST};
-use crate::wire::{Message, Notification, Update};
+use crate::wire::{Message, Notification, Open, Update};
 
 /// Everything needed to run one session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +71,7 @@ pub struct PeerStatus {
 
 /// A running session.
 pub struct Peer {
+    incoming: mpsc::UnboundedSender<TcpStream>,
     routes: watch::Sender<Routes>,
     stop: oneshot::Sender<Option<Notification>>,
     /// Its status.
@@ -83,6 +84,7 @@ impl Peer {
     pub fn spawn(spec: PeerSpec, routes: Routes) -> Peer {
         let (routes_tx, routes_rx) = watch::channel(Arc::clone(&routes));
         let (stop_tx, stop_rx) = oneshot::channel();
+        let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
         let status =
             PeerStatus { state: State::Idle, since: SystemTime::now(), last_error: None, routes: 0, updates_sent: 0 };
         let (status_tx, status_rx) = watch::channel(status);
@@ -100,8 +102,13 @@ impl Peer {
             ctx: None,
             status: status_tx,
         };
-        let task = tokio::spawn(driver.run(routes_rx, stop_rx));
-        Peer { routes: routes_tx, stop: stop_tx, status: status_rx, task }
+        let task = tokio::spawn(driver.run(routes_rx, stop_rx, incoming_rx));
+        Peer { incoming: incoming_tx, routes: routes_tx, stop: stop_tx, status: status_rx, task }
+    }
+
+    /// Hands over a connection the peer opened to us.
+    pub fn incoming(&self, stream: TcpStream) {
+        let _ = self.incoming.send(stream);
     }
 
     /// Replaces the routes to announce.
@@ -198,6 +205,32 @@ async fn connect(spec: PeerSpec) -> std::io::Result<TcpStream> {
     }
 }
 
+/// Reads the first message of a connection the peer opened; returns it if it is an OPEN,
+/// with the stream and whatever was read after it.
+async fn read_open(mut stream: TcpStream) -> Option<(TcpStream, BytesMut, Open)> {
+    let mut codec = Codec::default();
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        if let Ok(Some(m)) = codec.decode(&mut buf) {
+            return match m {
+                Message::Open(o) => Some((stream, buf, o)),
+                _ => None,
+            };
+        }
+        if stream.read_buf(&mut buf).await.ok()? == 0 {
+            return None;
+        }
+    }
+}
+
+/// Closes a connection we do not keep with Cease / Connection Collision Resolution.
+async fn refuse(mut stream: TcpStream) {
+    let mut b = BytesMut::new();
+    Notification::new(crate::wire::iana::ErrorCode::Cease, crate::wire::notification::CEASE_COLLISION).encode(&mut b);
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&b)).await;
+    let _ = stream.shutdown().await;
+}
+
 /// A router ID from a local address (IPv4: the address; IPv6: a hash of all of it, so
 /// nodes whose addresses share their low bits do not collide).
 fn router_id_of(ip: IpAddr) -> u32 {
@@ -211,8 +244,15 @@ fn router_id_of(ip: IpAddr) -> u32 {
 }
 
 impl Driver {
-    async fn run(mut self, mut routes: watch::Receiver<Routes>, mut stop_rx: oneshot::Receiver<Option<Notification>>) {
+    async fn run(
+        mut self,
+        mut routes: watch::Receiver<Routes>,
+        mut stop_rx: oneshot::Receiver<Option<Notification>>,
+        mut incoming: mpsc::UnboundedReceiver<TcpStream>,
+    ) {
         self.handle(Input::Start).await;
+        // Connections the peer opened during ours, with their OPEN once it is read (§6.8).
+        let (collide_tx, mut collide_rx) = mpsc::unbounded_channel::<(TcpStream, BytesMut, Open)>();
         loop {
             let deadline = self.timers.values().min().copied();
             tokio::select! {
@@ -238,6 +278,28 @@ impl Driver {
                     if self.session.state() == State::Established {
                         self.send_diff(false).await;
                     }
+                },
+                Some(stream) = incoming.recv() => {
+                    match self.session.state() {
+                        State::Idle | State::Connect | State::Active if self.conn.is_none() => {
+                            tracing::info!(peer = %self.spec.name, "taking up a connection from the peer");
+                            self.connecting = None;
+                            self.connected(stream).await;
+                        }
+                        State::OpenSent | State::OpenConfirm => {
+                            // A collision: read the peer's OPEN on the new connection first.
+                            let tx = collide_tx.clone();
+                            tokio::spawn(async move {
+                                if let Ok(Some((s, b, o))) = tokio::time::timeout(Duration::from_secs(5), read_open(stream)).await {
+                                    let _ = tx.send((s, b, o));
+                                }
+                            });
+                        }
+                        _ => refuse(stream).await,
+                    }
+                },
+                Some((stream, buf, open)) = collide_rx.recv() => {
+                    self.resolve_collision(stream, buf, open).await;
                 },
                 stop = &mut stop_rx => {
                     match stop {
@@ -280,9 +342,32 @@ impl Driver {
         }
     }
 
+    /// §6.8: keep the connection opened by the speaker with the higher BGP identifier.
+    async fn resolve_collision(&mut self, stream: TcpStream, buf: BytesMut, open: Open) {
+        let ours = self.session.router_id();
+        let established = self.session.state() == State::Established;
+        if established || crate::session::fsm::keep_our_connection(ours, open.bgp_id) || self.conn.is_none() {
+            tracing::info!(peer = %self.spec.name, "connection collision: keeping ours");
+            return refuse(stream).await;
+        }
+        tracing::info!(peer = %self.spec.name, "connection collision: keeping the peer's");
+        let outs = self.session.collision_lost();
+        for o in outs {
+            let _ = self.apply(o).await;
+        }
+        self.connecting = None;
+        self.connected(stream).await;
+        if let Some(c) = self.conn.as_mut() {
+            c.buf = buf;
+        }
+        self.handle(Input::Message(Message::Open(open))).await;
+        self.drain_messages().await;
+    }
+
     async fn connected(&mut self, stream: TcpStream) {
+        // On a dual-stack listener an IPv4 connection shows IPv4-mapped addresses.
         let local = match stream.local_addr() {
-            Ok(l) => l,
+            Ok(l) => SocketAddr::new(l.ip().to_canonical(), l.port()),
             Err(e) => return self.handle(Input::TcpFailed(e.to_string())).await,
         };
         if self.spec.fsm.router_id == 0 {

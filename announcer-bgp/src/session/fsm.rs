@@ -173,6 +173,19 @@ impl Session {
         self.cfg.router_id = id;
     }
 
+    /// Our BGP identifier.
+    pub fn router_id(&self) -> u32 {
+        self.cfg.router_id
+    }
+
+    /// A connection collision was resolved in favour of the peer's connection (§6.8): the
+    /// current one is dropped without a reconnect wait, so the other can be taken up at once.
+    pub fn collision_lost(&mut self) -> Vec<Output> {
+        let mut out = vec![Output::Send(Message::Notification(Notification::new(ErrorCode::Cease, 7)))];
+        out.extend(self.reset("connection collision: keeping the peer's connection".into()));
+        out
+    }
+
     /// The current state.
     pub fn state(&self) -> State {
         self.state
@@ -247,7 +260,9 @@ impl Session {
     }
 
     fn on_connected(&mut self) -> Vec<Output> {
-        if self.state != State::Connect {
+        // Our own connection (Connect), or one the peer opened while we waited to retry
+        // (Active, or Idle between attempts): events 16/17.
+        if self.stopped || !matches!(self.state, State::Connect | State::Active | State::Idle) {
             return vec![Output::Close];
         }
         self.state = State::OpenSent;

@@ -232,3 +232,24 @@ fn collisions_keep_the_connection_of_the_higher_identifier() {
     assert!(keep_our_connection(10, 9));
     assert!(!keep_our_connection(9, 10));
 }
+
+#[test]
+fn a_connection_from_the_peer_is_taken_up_while_waiting_to_retry() {
+    let mut s = Session::new(cfg(), 3);
+    s.process(Input::Start);
+    s.process(Input::TcpFailed("refused".into()));
+    assert_eq!(s.state(), State::Active);
+    let out = s.process(Input::TcpConnected);
+    assert!(has_output(&out, |o| matches!(o, Output::Send(Message::Open(_)))));
+    assert_eq!(s.state(), State::OpenSent);
+}
+
+#[test]
+fn losing_a_collision_sends_cease_7_and_leaves_the_session_idle() {
+    let mut s = open_sent();
+    let out = s.collision_lost();
+    assert_eq!(notification(&out), Some((6, 7)));
+    assert_eq!(s.state(), State::Idle);
+    assert!(!has_output(&out, |o| matches!(o, Output::Arm(Timer::ConnectRetry, _))));
+    assert!(has_output(&s.process(Input::TcpConnected), |o| matches!(o, Output::Send(Message::Open(_)))));
+}
