@@ -22,7 +22,7 @@ use ipnet::IpNet;
 
 use crate::announcer::{BgpSession, L2Target, RouteAttrs};
 use crate::config::selector::any_matches;
-use crate::config::{Config, Labels};
+use crate::config::{Config, L2Advertisement, Labels, Pool, PoolSelection, Selector};
 
 /// The node the plan is for.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -51,6 +51,19 @@ pub struct Assigned {
     pub ips: Vec<(IpAddr, String)>,
 }
 
+/// Whether an advertisement (its pool, node and service selections) covers `svc`'s address
+/// from `pool` on `node`.
+fn applies(
+    pools: &PoolSelection,
+    nodes: &[Selector],
+    services: &[Selector],
+    pool: &Pool,
+    node: &Node,
+    svc: &Assigned,
+) -> bool {
+    pools.selects(pool) && any_matches(nodes, &node.labels) && any_matches(services, &svc.labels)
+}
+
 /// The addresses this node answers for in L2 mode, and where.
 pub fn l2(config: &Config, node: &Node, services: &[Assigned]) -> BTreeMap<IpAddr, L2Target> {
     // None: every suitable interface (some advertisement lists none).
@@ -58,11 +71,9 @@ pub fn l2(config: &Config, node: &Node, services: &[Assigned]) -> BTreeMap<IpAdd
     for svc in services {
         for (ip, pool_name) in &svc.ips {
             let Some(pool) = config.pool(pool_name) else { continue };
-            for adv in config.l2_advertisements.iter().filter(|a| {
-                a.pools.selects(pool)
-                    && any_matches(&a.node_selectors, &node.labels)
-                    && any_matches(&a.service_selectors, &svc.labels)
-            }) {
+            let selected =
+                |a: &&L2Advertisement| applies(&a.pools, &a.node_selectors, &a.service_selectors, pool, node, svc);
+            for adv in config.l2_advertisements.iter().filter(selected) {
                 let entry = out.entry(*ip).or_insert_with(|| Some(BTreeSet::new()));
                 match (adv.interfaces.is_empty(), entry.as_mut()) {
                     (true, _) => *entry = None,
@@ -84,9 +95,7 @@ pub fn bgp(config: &Config, node: &Node, services: &[Assigned]) -> BTreeMap<Stri
             for (ip, pool_name) in &svc.ips {
                 let Some(pool) = config.pool(pool_name) else { continue };
                 for adv in config.bgp_advertisements.iter().filter(|a| {
-                    a.pools.selects(pool)
-                        && any_matches(&a.node_selectors, &node.labels)
-                        && any_matches(&a.service_selectors, &svc.labels)
+                    applies(&a.pools, &a.node_selectors, &a.service_selectors, pool, node, svc)
                         && (a.peers.is_empty() || a.peers.contains(&peer.name))
                 }) {
                     let len = if ip.is_ipv4() { adv.aggregation_length } else { adv.aggregation_length_v6 };

@@ -328,6 +328,25 @@ fn split_documents(text: &str) -> Vec<(usize, &str)> {
     out
 }
 
+/// The scalar `visit_*` methods of a visitor: each scalar becomes a [`Value`] `$v`, and the
+/// method returns `$then` (with the visitor as `$this`).
+macro_rules! visit_scalars {
+    ($ret:ty, |$this:ident, $v:ident| $then:expr) => {
+        visit_scalars!(@one visit_str, &str, $ret, $this, $v, $then);
+        visit_scalars!(@one visit_bool, bool, $ret, $this, $v, $then);
+        visit_scalars!(@one visit_i64, i64, $ret, $this, $v, $then);
+        visit_scalars!(@one visit_u64, u64, $ret, $this, $v, $then);
+        visit_scalars!(@one visit_f64, f64, $ret, $this, $v, $then);
+    };
+    (@one $name:ident, $ty:ty, $ret:ty, $this:ident, $v:ident, $then:expr) => {
+        fn $name<E: serde::de::Error>(self, scalar: $ty) -> Result<$ret, E> {
+            let $this = self;
+            let $v = Value::from(scalar);
+            Ok($then)
+        }
+    };
+}
+
 /// Reads one document into [`Resources`]: a mapping is collected and loaded; the `items`
 /// of a list are loaded one by one as they are read. Returns false for an empty document.
 struct DocSeed<'r> {
@@ -386,30 +405,11 @@ impl<'de> Visitor<'de> for DocSeed<'_> {
         Ok(true)
     }
 
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
-        self.res.load_value(self.source, Value::from(v), true);
-        Ok(true)
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<bool, E> {
-        self.res.load_value(self.source, Value::from(v), true);
-        Ok(true)
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<bool, E> {
-        self.res.load_value(self.source, Value::from(v), true);
-        Ok(true)
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<bool, E> {
-        self.res.load_value(self.source, Value::from(v), true);
-        Ok(true)
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<bool, E> {
-        self.res.load_value(self.source, Value::from(v), true);
-        Ok(true)
-    }
+    // A scalar document is loaded too, which reports that it is not an object.
+    visit_scalars!(bool, |this, v| {
+        this.res.load_value(this.source, v, true);
+        true
+    });
 }
 
 /// Reads the `items` of a list: each item is loaded as soon as it is read (so the whole list
@@ -451,25 +451,7 @@ impl<'de> Visitor<'de> for ItemsSeed<'_> {
         Ok(Some(Value::Null))
     }
 
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Option<Value>, E> {
-        Ok(Some(Value::from(v)))
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Option<Value>, E> {
-        Ok(Some(Value::from(v)))
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Option<Value>, E> {
-        Ok(Some(Value::from(v)))
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Option<Value>, E> {
-        Ok(Some(Value::from(v)))
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Option<Value>, E> {
-        Ok(Some(Value::from(v)))
-    }
+    visit_scalars!(Option<Value>, |_this, v| Some(v));
 }
 
 /// Parser options. Limits: the defaults (1,024 documents, 250k nodes) refuse real inputs such as
