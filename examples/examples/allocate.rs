@@ -21,7 +21,7 @@ fn main() {
     };
     let mut alloc = Allocator::new(&validated.config.pools);
     // Services from the file, then one made up in code.
-    for svc in service::load_balancer_services(&res).unwrap_or_default() {
+    for svc in service::load_balancer_services(&mut res).unwrap_or_default() {
         match &svc.request {
             Ok(req) => match alloc.allocate(&svc.key, req) {
                 Ok(ips) => println!("{} -> {ips:?}", svc.key),

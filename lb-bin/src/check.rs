@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use clap::ValueEnum;
 use lbcore::config::{self, Diagnostic};
 use lbcore::ipam::batch::{self, Outcome};
-use lbcore::ipam::Allocator;
+use lbcore::ipam::PoolStats;
 use lbcore::service::{self, Service};
 use serde::Serialize;
 
@@ -87,7 +87,7 @@ pub struct Report {
 
 /// Loads, validates and allocates. Warnings are printed on stderr as they are returned.
 pub fn run(args: &Args) -> Result<Report> {
-    let res = config::load_paths(&args.paths);
+    let mut res = config::load_paths(&args.paths);
     let validated = config::validate(&res).map_err(Error::Config)?;
     let warnings: Vec<Diagnostic> = validated.warnings;
     if args.strict && !warnings.is_empty() {
@@ -96,16 +96,16 @@ pub fn run(args: &Args) -> Result<Report> {
     for w in &warnings {
         eprintln!("warning: {w}");
     }
-    let services = service::load_balancer_services(&res).map_err(Error::Config)?;
+    let services = service::load_balancer_services(&mut res).map_err(Error::Config)?;
     let (alloc, outcomes) = batch::assign_all(&validated.config.pools, &services, args.lb_class.as_deref());
-    Ok(Report::new(&alloc, &services, outcomes, &warnings))
+    Ok(Report::new(alloc.stats(), &services, outcomes, &warnings))
 }
 
 impl Report {
-    /// The report of an allocation: pools from the allocator, one row per service.
-    pub fn new(alloc: &Allocator, services: &[Service], outcomes: Vec<Outcome>, warnings: &[Diagnostic]) -> Self {
-        let pools =
-            alloc.stats().into_iter().map(|s| PoolRow { name: s.name, size: s.size, assigned: s.assigned }).collect();
+    /// The report of an allocation: pools from the allocator's [`lbcore::ipam::Allocator::stats`], one row
+    /// per service.
+    pub fn new(pools: Vec<PoolStats>, services: &[Service], outcomes: Vec<Outcome>, warnings: &[Diagnostic]) -> Self {
+        let pools = pools.into_iter().map(|s| PoolRow { name: s.name, size: s.size, assigned: s.assigned }).collect();
         let services = services
             .iter()
             .zip(outcomes)
@@ -141,34 +141,36 @@ impl Report {
         }
         let pools: Vec<[String; 3]> =
             self.pools.iter().map(|p| [p.name.clone(), p.size.to_string(), p.assigned.to_string()]).collect();
-        table(out, ["POOL", "SIZE", "ASSIGNED"], &pools)?;
+        table(out, ["POOL", "SIZE", "ASSIGNED"], pools.len(), |i| pools[i].clone())?;
         writeln!(out)?;
-        let services: Vec<[String; 3]> = self
-            .services
-            .iter()
-            .map(|s| {
-                let ips = if s.ips.is_empty() { "-".to_string() } else { s.ips.join(",") };
-                let pool = match (&s.pool, &s.error) {
-                    (_, Some(e)) => format!("error: {e}"),
-                    (Some(p), None) => p.clone(),
-                    (None, None) => "-".into(),
-                };
-                [format!("{}/{}", s.namespace, s.name), ips, pool]
-            })
-            .collect();
-        table(out, ["SERVICE", "IPS", "POOL"], &services)
+        // Rows are formatted as they are written (twice: once to size the columns), never
+        // held all at once: there may be 100k services.
+        let row = |i: usize| {
+            let s = &self.services[i];
+            let ips = if s.ips.is_empty() { "-".to_string() } else { s.ips.join(",") };
+            let pool = match (&s.pool, &s.error) {
+                (_, Some(e)) => format!("error: {e}"),
+                (Some(p), None) => p.clone(),
+                (None, None) => "-".into(),
+            };
+            [format!("{}/{}", s.namespace, s.name), ips, pool]
+        };
+        table(out, ["SERVICE", "IPS", "POOL"], self.services.len(), row)
     }
 }
 
-fn table(out: &mut impl Write, header: [&str; 3], rows: &[[String; 3]]) -> Result<()> {
+/// Writes `rows` rows (made by `row`) under `header`, the first two columns padded to their
+/// widest cell.
+fn table(out: &mut impl Write, header: [&str; 3], rows: usize, row: impl Fn(usize) -> [String; 3]) -> Result<()> {
     let mut w = header.map(str::len);
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.len());
+    for i in 0..rows {
+        for (j, c) in row(i).iter().enumerate() {
+            w[j] = w[j].max(c.len());
         }
     }
     writeln!(out, "{:<a$}  {:<b$}  {}", header[0], header[1], header[2], a = w[0], b = w[1])?;
-    for r in rows {
+    for i in 0..rows {
+        let r = row(i);
         writeln!(out, "{:<a$}  {:<b$}  {}", r[0], r[1], r[2], a = w[0], b = w[1])?;
     }
     Ok(())

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
@@ -148,10 +149,13 @@ impl Standalone {
     /// start; later it is reported and the running one stays.
     async fn reload(&mut self) -> Result<()> {
         self.seen = fingerprint(&self.args.config);
-        let res = config::load_paths(&self.args.config);
+        let mut res = config::load_paths(&self.args.config);
         let validated = config::validate(&res).map_err(Error::Config);
         let services =
-            validated.and_then(|v| service::load_balancer_services(&res).map(|s| (v, s)).map_err(Error::Config));
+            validated.and_then(|v| service::load_balancer_services(&mut res).map(|s| (v, s)).map_err(Error::Config));
+        // Every step below frees what the next one no longer needs, so that the peak is one
+        // stage's worth of memory, not the sum of all (this matters with 100k services).
+        drop(res);
         let (validated, mut services) = match services {
             Ok(ok) => ok,
             Err(e) if self.running.is_some() => {
@@ -172,22 +176,29 @@ impl Standalone {
             }
         }
         let (alloc, outcomes) = batch::assign_all(&validated.config.pools, &services, self.args.lb_class.as_deref());
+        let pool_stats = alloc.stats();
+        drop(alloc);
         let mut assigned = Vec::new();
+        let mut pool_names: BTreeMap<&str, Arc<str>> = BTreeMap::new();
         self.state.services.clear();
         for (s, o) in services.iter().zip(&outcomes) {
             if !o.ips.is_empty() {
                 self.state.services.insert(s.key.to_string(), o.ips.clone());
-                let labels = s.request.as_ref().map(|r| r.labels.clone()).unwrap_or_else(|_| s.fallback.labels.clone());
-                assigned.push(Assigned { labels, ips: o.ips.iter().copied().zip(o.pools.iter().cloned()).collect() });
+                let labels = s.restore_request().labels.clone();
+                let pools = o.pools.iter().map(|p| pool_names.entry(p).or_insert_with(|| p.as_str().into()).clone());
+                assigned.push(Assigned { labels, ips: o.ips.iter().copied().zip(pools).collect() });
             }
         }
+        drop(pool_names);
         if let Err(e) = self.state.save(&self.args.state_file) {
             tracing::warn!(path = %self.args.state_file.display(), error = %e, "cannot write the state file");
         }
-        let report = Report::new(&alloc, &services, outcomes, &validated.warnings);
+        let report = Report::new(pool_stats, &services, outcomes, &validated.warnings);
+        drop(services);
         if let Err(e) = report.write(&mut std::io::stdout().lock(), false) {
             tracing::warn!(error = %e, "cannot print the assignment table");
         }
+        drop(report);
         let desired = Desired {
             l2: plan::l2(&validated.config, &self.node, &assigned),
             bgp: plan::bgp(&validated.config, &self.node, &assigned),

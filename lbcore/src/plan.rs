@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -47,8 +48,8 @@ impl Node {
 pub struct Assigned {
     /// The service's labels (for `serviceSelectors`).
     pub labels: Labels,
-    /// Each address with the name of its pool.
-    pub ips: Vec<(IpAddr, String)>,
+    /// Each address with the name of its pool (shared: many services have the same pool).
+    pub ips: Vec<(IpAddr, Arc<str>)>,
 }
 
 /// Whether an advertisement (its pool, node and service selections) covers `svc`'s address
@@ -136,7 +137,7 @@ mod tests {
             + "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: edge}\nspec: {ipAddressPoolSelectors: [{matchLabels: {tier: edge}}], serviceSelectors: [{matchLabels: {app: web}}]}\n"));
         let svc = |labels: &[(&str, &str)], ips: &[(&str, &str)]| Assigned {
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            ips: ips.iter().map(|(i, p)| (ip(i), p.to_string())).collect(),
+            ips: ips.iter().map(|(i, p)| (ip(i), (*p).into())).collect(),
         };
         let services = [
             svc(&[], &[("10.0.0.1", "a")]),

@@ -7,9 +7,10 @@
 //! Both annotation prefixes are read: `metallb.io/` and the legacy `metallb.universe.tf/`
 //! (the new one wins when both are set).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::config::{raw, Diagnostic, Labels, Loaded, Resources, Source};
 use crate::ipam::Family;
@@ -111,8 +112,9 @@ pub struct Request {
     pub families: Vec<Family>,
     /// The service's labels (for `serviceSelectors`).
     pub labels: Labels,
-    /// The namespace's labels (for `namespaceSelectors`).
-    pub namespace_labels: Labels,
+    /// The namespace's labels (for `namespaceSelectors`), shared by every service of the
+    /// namespace.
+    pub namespace_labels: Arc<Labels>,
 }
 
 /// A LoadBalancer service read from a file or the API, with its allocation request (or why
@@ -127,10 +129,10 @@ pub struct Service {
     pub class: Option<String>,
     /// The allocation request.
     pub request: Result<Request, RequestError>,
-    /// What restoring the service's current addresses uses when `request` is an error: the
-    /// sharing key, backend key, ports and labels that could be read. A typo in a Service
-    /// must not free its address for another service.
-    pub fallback: Request,
+    /// Only when `request` is an error: what restoring the service's current addresses
+    /// uses instead, the sharing key, backend key, ports and labels that could be read. A
+    /// typo in a Service must not free its address for another service.
+    pub fallback: Option<Box<Request>>,
     /// Addresses already in `status.loadBalancer.ingress` (to restore).
     pub status_ips: Vec<IpAddr>,
 }
@@ -142,7 +144,7 @@ fn annotation<'a>(ann: &'a BTreeMap<String, String>, name: &str) -> Option<&'a s
 impl Service {
     /// Reads a `v1 Service` of type LoadBalancer, or None for any other type.
     /// `namespace_labels` are the labels of its namespace.
-    pub fn from_raw(svc: &raw::Service, namespace_labels: &Labels) -> Option<Service> {
+    pub fn from_raw(svc: &raw::Service, namespace_labels: &Arc<Labels>) -> Option<Service> {
         if svc.spec.type_.as_deref() != Some("LoadBalancer") {
             return None;
         }
@@ -158,15 +160,30 @@ impl Service {
             .iter()
             .filter_map(|i| i.ip.as_deref().and_then(|ip| ip.trim().parse().ok()))
             .collect();
-        let fallback = sharing_parts(svc, namespace_labels);
+        let base = sharing_parts(svc, namespace_labels);
+        let (request, fallback) = match request(svc, &base) {
+            Ok(r) => (Ok(r), None),
+            Err(e) => (Err(e), Some(Box::new(base))),
+        };
         Some(Service {
             key,
             created: meta.creation_timestamp.clone(),
             class: svc.spec.load_balancer_class.clone(),
-            request: request(svc, &fallback),
+            request,
             fallback,
             status_ips,
         })
+    }
+
+    /// What restoring the service's current addresses goes by: the request, or when it is
+    /// malformed, the parts of it that could be read.
+    pub fn restore_request(&self) -> &Request {
+        static EMPTY: std::sync::OnceLock<Request> = std::sync::OnceLock::new();
+        match (&self.request, &self.fallback) {
+            (Ok(r), _) => r,
+            (Err(_), Some(f)) => f,
+            (Err(_), None) => EMPTY.get_or_init(Request::default),
+        }
     }
 }
 
@@ -315,7 +332,7 @@ fn ports(spec: &raw::ServiceSpec) -> (Vec<Port>, Option<RequestError>) {
 
 /// What sharing depends on, read as far as possible (used for restore even when the rest of
 /// the request is malformed).
-fn sharing_parts(svc: &raw::Service, namespace_labels: &Labels) -> Request {
+fn sharing_parts(svc: &raw::Service, namespace_labels: &Arc<Labels>) -> Request {
     let spec = &svc.spec;
     let backend_key = if spec.external_traffic_policy.as_deref() == Some("Local") {
         spec.selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
@@ -424,50 +441,63 @@ pub fn namespace_labels(res: &Resources, ns: &str) -> Labels {
     labels
 }
 
-/// The LoadBalancer services in `res`, in allocation order, or an error per service defined
-/// twice (same namespace and name).
-pub fn load_balancer_services(res: &Resources) -> Result<Vec<Service>, Vec<Diagnostic>> {
-    let mut seen: BTreeMap<ServiceKey, &Source> = BTreeMap::new();
+/// Takes the LoadBalancer services out of `res`, with their namespace labels, in allocation
+/// order, or returns an error per service defined twice (same namespace and name) or without
+/// a name.
+pub fn load_balancer_services(res: &mut Resources) -> Result<Vec<Service>, Vec<Diagnostic>> {
+    let loaded = std::mem::take(&mut res.services);
     let mut errors = Vec::new();
-    let mut out = Vec::new();
-    for l in &res.services {
-        let ns = l.object.metadata.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default");
-        let Some(svc) = Service::from_raw(&l.object, &namespace_labels(res, ns)) else {
-            continue;
-        };
-        if svc.key.name.is_empty() {
-            errors.push(Diagnostic {
-                field: "metadata.name".into(),
-                message: "required".into(),
-                ..svc_diag(l, &svc.key)
-            });
-            continue;
+    {
+        let mut seen: HashMap<&ServiceKey, &Source> = HashMap::with_capacity(loaded.len());
+        for l in &loaded {
+            let key = &l.object.key;
+            if key.name.is_empty() {
+                errors.push(Diagnostic { field: "metadata.name".into(), message: "required".into(), ..svc_diag(l) });
+            } else if let Some(first) = seen.get(key) {
+                errors.push(Diagnostic {
+                    field: "metadata.name".into(),
+                    value: key.name.clone(),
+                    message: format!("Service {key} is already defined in {first}"),
+                    ..svc_diag(l)
+                });
+            } else {
+                seen.insert(key, &l.source);
+            }
         }
-        if let Some(first) = seen.get(&svc.key) {
-            let message = format!("Service {} is already defined in {first}", svc.key);
-            errors.push(Diagnostic {
-                field: "metadata.name".into(),
-                value: svc.key.name.clone(),
-                message,
-                ..svc_diag(l, &svc.key)
-            });
-            continue;
-        }
-        seen.insert(svc.key.clone(), &l.source);
-        out.push(svc);
     }
     if !errors.is_empty() {
         return Err(errors);
     }
+    // One copy of each namespace's labels, shared by its services.
+    let mut ns_labels: BTreeMap<String, Arc<Labels>> = BTreeMap::new();
+    let mut out: Vec<Service> = loaded
+        .into_iter()
+        .map(|l| {
+            let mut svc = l.object;
+            let ns = &svc.key.namespace;
+            let labels = match ns_labels.get(ns) {
+                Some(l) => l.clone(),
+                None => ns_labels.entry(ns.clone()).or_insert_with(|| Arc::new(namespace_labels(res, ns))).clone(),
+            };
+            if let Ok(r) = &mut svc.request {
+                r.namespace_labels = labels.clone();
+            }
+            if let Some(f) = &mut svc.fallback {
+                f.namespace_labels = labels;
+            }
+            svc
+        })
+        .collect();
+    out.shrink_to_fit();
     sort_for_allocation(&mut out);
     Ok(out)
 }
 
-fn svc_diag(l: &Loaded<raw::Service>, key: &ServiceKey) -> Diagnostic {
+fn svc_diag(l: &Loaded<Service>) -> Diagnostic {
     Diagnostic {
         source: Some(l.source.clone()),
         kind: "Service".into(),
-        name: key.to_string(),
+        name: l.object.key.to_string(),
         field: String::new(),
         value: String::new(),
         message: String::new(),
@@ -485,20 +515,20 @@ mod tests {
     #[test]
     fn reads_both_annotation_prefixes() {
         let s = svc("metadata:\n  name: a\n  annotations:\n    metallb.universe.tf/address-pool: old\n    metallb.universe.tf/allow-shared-ip: k\n    metallb.io/loadBalancerIPs: '10.0.0.1, 2001:db8::1'\nspec: {type: LoadBalancer, ipFamilyPolicy: PreferDualStack}\n");
-        let s = Service::from_raw(&s, &Labels::new()).unwrap();
+        let s = Service::from_raw(&s, &Arc::default()).unwrap();
         assert_eq!(s.key, ServiceKey::new("default", "a"));
         let r = s.request.unwrap();
         assert_eq!(r.pool.as_deref(), Some("old"));
         assert_eq!(r.sharing_key.as_deref(), Some("k"));
         assert_eq!(r.ips.len(), 2);
         let s = svc("metadata:\n  name: a\n  annotations:\n    metallb.universe.tf/address-pool: old\n    metallb.io/address-pool: new\nspec: {type: LoadBalancer}\n");
-        assert_eq!(Service::from_raw(&s, &Labels::new()).unwrap().request.unwrap().pool.as_deref(), Some("new"));
+        assert_eq!(Service::from_raw(&s, &Arc::default()).unwrap().request.unwrap().pool.as_deref(), Some("new"));
     }
 
     #[test]
     fn load_balancer_ip_and_local_backend_key() {
         let s = svc("metadata: {name: a, namespace: n}\nspec: {type: LoadBalancer, loadBalancerIP: 10.0.0.7, externalTrafficPolicy: Local, selector: {app: x, tier: y}, ports: [{port: 53, protocol: UDP}]}\n");
-        let r = Service::from_raw(&s, &Labels::new()).unwrap().request.unwrap();
+        let r = Service::from_raw(&s, &Arc::default()).unwrap().request.unwrap();
         assert_eq!(r.ips, vec!["10.0.0.7".parse::<IpAddr>().unwrap()]);
         assert_eq!(r.backend_key, "app=x,tier=y");
         assert_eq!(r.ports, vec![Port { protocol: Protocol::Udp, port: 53 }]);
@@ -525,7 +555,7 @@ mod tests {
             created: created.map(str::to_string),
             class: None,
             request: Ok(Request::default()),
-            fallback: Request::default(),
+            fallback: None,
             status_ips: vec![],
         };
         let mut v = vec![
@@ -550,9 +580,27 @@ mod tests {
             "metadata: {name: a, annotations: {metallb.io/loadBalancerIPs: '10.0.0.1,2001:db8::1'}}\nspec: {type: LoadBalancer}\n",
         ];
         for y in bad {
-            let s = Service::from_raw(&svc(y), &Labels::new()).unwrap();
+            let s = Service::from_raw(&svc(y), &Arc::default()).unwrap();
             assert!(s.request.is_err(), "{y}");
         }
-        assert!(Service::from_raw(&svc("metadata: {name: a}\nspec: {type: ClusterIP}\n"), &Labels::new()).is_none());
+        assert!(Service::from_raw(&svc("metadata: {name: a}\nspec: {type: ClusterIP}\n"), &Arc::default()).is_none());
+    }
+
+    #[test]
+    fn namespace_labels_apply_whatever_the_order_of_documents() {
+        let mut r = Resources::default();
+        r.load_str(
+            "t.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: blue}\nspec: {type: LoadBalancer}\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata: {name: b, namespace: blue}\nspec: {type: LoadBalancer}\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata: {name: c, namespace: blue}\nspec: {type: ClusterIP}\n---\n\
+             apiVersion: v1\nkind: Namespace\nmetadata: {name: blue, labels: {team: blue}}\n",
+        );
+        let services = load_balancer_services(&mut r).unwrap();
+        assert_eq!(services.len(), 2, "the ClusterIP service is not the allocator's");
+        let labels: Vec<&Arc<Labels>> = services.iter().map(|s| &s.request.as_ref().unwrap().namespace_labels).collect();
+        assert_eq!(labels[0].get("team").map(String::as_str), Some("blue"));
+        assert_eq!(labels[0].get("kubernetes.io/metadata.name").map(String::as_str), Some("blue"));
+        assert!(Arc::ptr_eq(labels[0], labels[1]), "one copy per namespace");
     }
 }

@@ -22,8 +22,8 @@ use super::Diagnostic;
 /// Where a document came from: a file (or other named input) and its 1-based position.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Source {
-    /// File name as given by the user.
-    pub file: String,
+    /// File name as given by the user (shared by every object read from the file).
+    pub file: std::sync::Arc<str>,
     /// 1-based document number in the file (items of a List count as their own documents
     /// only through `item`); 0 for the file as a whole.
     pub doc: usize,
@@ -69,8 +69,11 @@ pub struct Resources {
     pub communities: Vec<Loaded<Object<raw::CommunitySpec>>>,
     /// `BFDProfile` objects.
     pub bfd_profiles: Vec<Loaded<Object<raw::BfdProfileSpec>>>,
-    /// `v1 Service` objects (of every type; callers pick LoadBalancers).
-    pub services: Vec<Loaded<raw::Service>>,
+    /// `v1 Service` objects of type LoadBalancer, read into the allocator's model as they
+    /// are loaded (a raw Service is never kept: there may be 100k of them). Their namespace
+    /// labels are filled in by [`crate::service::load_balancer_services`], once every
+    /// Namespace has been read.
+    pub services: Vec<Loaded<crate::service::Service>>,
     /// `v1 Namespace` objects (their labels feed namespace selectors).
     pub namespaces: Vec<Loaded<raw::Namespace>>,
     /// Documents that could not be read at all.
@@ -96,7 +99,7 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Resources {
 impl Resources {
     /// Reads a file or a directory of files.
     pub fn load_path(&mut self, path: &Path) {
-        let source = Source { file: path.display().to_string(), doc: 0, item: None };
+        let source = Source { file: path.display().to_string().into(), doc: 0, item: None };
         if path.is_dir() {
             let mut files: Vec<PathBuf> = match std::fs::read_dir(path) {
                 Ok(rd) => rd
@@ -135,8 +138,9 @@ impl Resources {
     /// with a YAML syntax error is reported and skipped; the others are still read.
     pub fn load_str(&mut self, file: &str, text: &str) {
         let mut doc = 0;
+        let file: std::sync::Arc<str> = file.into();
         for (line, chunk) in split_documents(text) {
-            let source = Source { file: file.to_string(), doc: doc + 1, item: None };
+            let source = Source { file: file.clone(), doc: doc + 1, item: None };
             let seed = DocSeed { res: self, source: source.clone() };
             match serde_saphyr::with_deserializer_from_str_with_options(chunk, yaml_options(), |de| {
                 seed.deserialize(de)
@@ -243,7 +247,11 @@ impl Resources {
                 self.warnings.push(diag("kind", other, "not a metallb.io kind lb reads; skipped".into()))
             }
             ("", "Service") => match typed::<raw::Service>(value) {
-                Ok((svc, _)) => self.services.push(Loaded { source, object: svc }),
+                Ok((svc, _)) => {
+                    if let Some(svc) = crate::service::Service::from_raw(&svc, &Default::default()) {
+                        self.services.push(Loaded { source, object: svc });
+                    }
+                }
                 Err((path, msg)) => self.errors.push(diag(&path, "", msg)),
             },
             ("", "Namespace") => match typed::<raw::Namespace>(value) {

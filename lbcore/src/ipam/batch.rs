@@ -37,7 +37,7 @@ pub fn assign_all(pools: &[Pool], services: &[Service], class: Option<&str>) -> 
         if !ours(svc) || svc.status_ips.is_empty() {
             continue;
         }
-        let req = svc.request.as_ref().unwrap_or(&svc.fallback);
+        let req = svc.restore_request();
         match alloc.restore(&svc.key, req, &svc.status_ips) {
             Ok(()) => {}
             Err(RestoreError::NotInPool(ip)) => {

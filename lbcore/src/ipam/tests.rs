@@ -131,7 +131,8 @@ fn service_allocation_restricts_by_namespace_and_labels() {
     let mut a = Allocator::new(&[pool("shared", &["10.0.0.0/24"]), team]);
     let red = a.allocate(&ServiceKey::new("red", "s"), &Request::default()).unwrap();
     assert_eq!(red, vec![ip("10.0.1.0")]);
-    let blue_req = Request { namespace_labels: BTreeMap::from([("team".into(), "blue".into())]), ..Default::default() };
+    let blue_req =
+        Request { namespace_labels: BTreeMap::from([("team".into(), "blue".into())]).into(), ..Default::default() };
     assert_eq!(a.allocate(&ServiceKey::new("b", "s"), &blue_req).unwrap(), vec![ip("10.0.1.1")]);
     assert_eq!(a.allocate(&ServiceKey::new("green", "s"), &Request::default()).unwrap(), vec![ip("10.0.0.0")]);
     let named = Request { pool: Some("team".into()), ..Default::default() };
