@@ -4,6 +4,7 @@
 //! returns its errors to `main`, which alone decides exit codes.
 
 pub mod check;
+pub mod crds;
 pub mod host;
 pub mod run;
 pub mod state;

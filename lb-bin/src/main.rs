@@ -23,6 +23,8 @@ enum Command {
     /// Do the whole job on this host: allocate and announce (L2 mode), reload on SIGHUP or
     /// file change, withdraw on SIGINT/SIGTERM.
     Run(run::Args),
+    /// Print the metallb.io CustomResourceDefinitions lb serves, as YAML.
+    Crds,
 }
 
 fn fail(e: &lb_bin::Error) -> ExitCode {
@@ -43,6 +45,10 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Crds => match lb_bin::crds::print(&mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
         Command::Check(args) => {
             lb_bin::telemetry::init("warn");
             let json = args.output == Format::Json;

@@ -598,7 +598,8 @@ mod tests {
         );
         let services = load_balancer_services(&mut r).unwrap();
         assert_eq!(services.len(), 2, "the ClusterIP service is not the allocator's");
-        let labels: Vec<&Arc<Labels>> = services.iter().map(|s| &s.request.as_ref().unwrap().namespace_labels).collect();
+        let labels: Vec<&Arc<Labels>> =
+            services.iter().map(|s| &s.request.as_ref().unwrap().namespace_labels).collect();
         assert_eq!(labels[0].get("team").map(String::as_str), Some("blue"));
         assert_eq!(labels[0].get("kubernetes.io/metadata.name").map(String::as_str), Some("blue"));
         assert!(Arc::ptr_eq(labels[0], labels[1]), "one copy per namespace");

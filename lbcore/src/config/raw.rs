@@ -31,6 +31,7 @@ pub struct ObjectMeta {
 
 /// Kubernetes' `LabelSelector`, with the same JSON shape (`matchLabels`, `matchExpressions`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default)]
 pub struct LabelSelector {
     /// Labels that must all be present with these values.
@@ -41,6 +42,7 @@ pub struct LabelSelector {
 
 /// One set-based requirement of a [`LabelSelector`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default)]
 pub struct LabelSelectorRequirement {
     /// The label key.
@@ -53,6 +55,7 @@ pub struct LabelSelectorRequirement {
 
 /// `IPAddressPool.spec` (`metallb.io/v1beta1`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default)]
 pub struct IpAddressPoolSpec {
     /// CIDRs (`10.0.0.0/24`) and ranges (`10.0.0.10-10.0.0.20`) of the pool.
@@ -70,6 +73,7 @@ pub struct IpAddressPoolSpec {
 
 /// `IPAddressPool.spec.serviceAllocation`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default)]
 pub struct ServiceAllocation {
     /// Lower numbers are tried first; 0 (unset) comes after every set priority.
@@ -84,6 +88,7 @@ pub struct ServiceAllocation {
 
 /// `L2Advertisement.spec` (`metallb.io/v1beta1`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default)]
 pub struct L2AdvertisementSpec {
     /// Pools announced by name (none and no selectors: every pool).
@@ -102,6 +107,7 @@ pub struct L2AdvertisementSpec {
 
 /// One weighted node preference of an L2Advertisement (like `PreferredSchedulingTerm`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default)]
 pub struct PreferredNodeSelector {
     /// Weight, 1 to 100.
@@ -112,6 +118,7 @@ pub struct PreferredNodeSelector {
 
 /// `BGPAdvertisement.spec` (`metallb.io/v1beta1`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default)]
 pub struct BgpAdvertisementSpec {
     /// Prefix length of the IPv4 routes announced (default 32).
@@ -137,6 +144,7 @@ pub struct BgpAdvertisementSpec {
 
 /// `BGPPeer.spec` (`metallb.io/v1beta2`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default)]
 pub struct BgpPeerSpec {
     /// Our AS number.
@@ -195,6 +203,7 @@ pub struct BgpPeerSpec {
 
 /// A reference to a Secret (`name`, `namespace`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default)]
 pub struct SecretReference {
     /// Secret name.
@@ -205,6 +214,7 @@ pub struct SecretReference {
 
 /// `Community.spec` (`metallb.io/v1beta1`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default)]
 pub struct CommunitySpec {
     /// Named community values.
@@ -213,6 +223,7 @@ pub struct CommunitySpec {
 
 /// One alias of a [`CommunitySpec`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default)]
 pub struct CommunityAlias {
     /// Alias name, used in `BGPAdvertisement.spec.communities`.
@@ -223,6 +234,7 @@ pub struct CommunityAlias {
 
 /// `BFDProfile.spec` (`metallb.io/v1beta1`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", default)]
 pub struct BfdProfileSpec {
     /// Minimum receive interval, ms (10..=60000, default 300).
