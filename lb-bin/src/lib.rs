@@ -4,8 +4,10 @@
 //! returns its errors to `main`, which alone decides exit codes.
 
 pub mod check;
+pub mod controller;
 pub mod crds;
 pub mod host;
+pub mod leader;
 pub mod run;
 pub mod state;
 pub mod telemetry;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use lb_bin::check::{self, Format};
-use lb_bin::run;
+use lb_bin::{controller, run};
 
 #[derive(Parser)]
 #[command(name = "lb", version, about = "A load balancer for bare-metal Kubernetes, MetalLB-compatible")]
@@ -23,6 +23,9 @@ enum Command {
     /// Do the whole job on this host: allocate and announce (L2 mode), reload on SIGHUP or
     /// file change, withdraw on SIGINT/SIGTERM.
     Run(run::Args),
+    /// Assign addresses to LoadBalancer Services in a Kubernetes cluster and write them to
+    /// Service status (one leader among replicas, by Lease).
+    Controller(controller::Args),
     /// Print the metallb.io CustomResourceDefinitions lb serves, as YAML.
     Crds,
 }
@@ -34,17 +37,21 @@ fn fail(e: &lb_bin::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Runs a long-lived subcommand on a single-threaded runtime, logging at info.
+fn serve(job: impl std::future::Future<Output = lb_bin::Result<()>>) -> ExitCode {
+    lb_bin::telemetry::init("info");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    match rt.map_err(lb_bin::Error::Io).and_then(|rt| rt.block_on(job)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => {
-            lb_bin::telemetry::init("info");
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
-            match rt.map_err(lb_bin::Error::Io).and_then(|rt| rt.block_on(run::run(args))) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&e),
-            }
-        }
+        Command::Run(args) => serve(run::run(args)),
+        Command::Controller(args) => serve(controller::run(args)),
         Command::Crds => match lb_bin::crds::print(&mut std::io::stdout().lock()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),

@@ -1,0 +1,599 @@
+//! `lb controller`: assigns addresses to LoadBalancer Services in a Kubernetes cluster, from
+//! MetalLB's `metallb.io` configuration, and writes them to Service status.
+//!
+//! Not a per-object concurrent reconciler (DESIGN.md, Decisions): one task keeps its own
+//! stores of Services, Namespaces and the config kinds, fed by watchers; once every watcher
+//! has delivered its initial list, and while this replica holds the Lease, it runs passes.
+//! A pass validates the configuration (an invalid one is reported and the last good one
+//! kept), restores every address found in Service status, then allocates to the pending
+//! Services in creation order ([`lbcore::ipam::batch::assign_all`]), and writes only what
+//! differs from what the API holds: `status.loadBalancer.ingress` and the annotation
+//! `metallb.io/ip-allocated-from-pool`.
+//!
+//! Invariants:
+//! - Level-triggered: a pass is computed from the stores alone, so a restarted or newly
+//!   elected controller reaches the same assignments, and writes nothing when nothing
+//!   differs (a restart never moves an IP and never rewrites a status).
+//! - Every write carries the resourceVersion it was computed from; a 409 Conflict means
+//!   re-read that Service and run another pass.
+//! - Writes happen only while the Lease is held and its renew deadline has not passed.
+//! - No finalizers: a controller that is down never blocks deleting a Service.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{stream, StreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::runtime::WatchStreamExt;
+use kube::{Client, Resource, ResourceExt};
+use lbcore::config::{self, raw, Config, Diagnostic, Loaded, Resources, Source};
+use lbcore::ipam::batch;
+use lbcore::service::{self, ANN_ALLOCATED_FROM_POOL};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::crds;
+use crate::leader;
+use crate::{Error, Result};
+
+/// Arguments of `lb controller`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Namespace of the metallb.io configuration objects and of the Lease.
+    #[arg(long, env = "LB_NAMESPACE", default_value = "metallb-system")]
+    pub namespace: String,
+    /// Serve only Services of this spec.loadBalancerClass (default: Services without one).
+    #[arg(long, env = "LB_LB_CLASS")]
+    pub lb_class: Option<String>,
+    /// This replica's identity in the Lease (default: host name and process ID).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Name of the Lease the replicas elect a leader with.
+    #[arg(long, env = "LB_LEASE_NAME", default_value = "lb-controller")]
+    pub lease_name: String,
+    /// How long the Lease holds without renewal (Go duration).
+    #[arg(long, env = "LB_LEASE_DURATION", default_value = "15s")]
+    pub lease_duration: String,
+    /// How long the leader keeps writing without renewing (less than --lease-duration).
+    #[arg(long, env = "LB_RENEW_DEADLINE", default_value = "10s")]
+    pub renew_deadline: String,
+    /// How often the Lease is acquired or renewed.
+    #[arg(long, env = "LB_LEASE_RETRY", default_value = "2s")]
+    pub lease_retry: String,
+}
+
+impl Args {
+    fn lease(&self, identity: &str) -> Result<leader::Settings> {
+        let dur = |flag: &str, v: &str| {
+            lbcore::config::duration::parse(v).map_err(|e| Error::Invalid(format!("--{flag} {v:?}: {e}")))
+        };
+        let s = leader::Settings {
+            duration: dur("lease-duration", &self.lease_duration)?,
+            renew_deadline: dur("renew-deadline", &self.renew_deadline)?,
+            retry: dur("lease-retry", &self.lease_retry)?,
+            ..leader::Settings::new(self.lease_name.clone(), identity)
+        };
+        if s.renew_deadline >= s.duration || s.retry.is_zero() || s.retry >= s.renew_deadline {
+            return Err(Error::Invalid(
+                "need 0 < --lease-retry < --renew-deadline < --lease-duration (a leader must stop writing before its lease can pass to another)".into(),
+            ));
+        }
+        Ok(s)
+    }
+}
+
+/// A store of one kind, fed by a watcher.
+struct Store<K> {
+    items: BTreeMap<(String, String), K>,
+    /// Objects of a relist in progress (replace `items` at InitDone).
+    relist: Option<BTreeMap<(String, String), K>>,
+    ready: bool,
+}
+
+impl<K> Default for Store<K> {
+    fn default() -> Self {
+        Store { items: BTreeMap::new(), relist: None, ready: false }
+    }
+}
+
+fn key<K: Resource>(o: &K) -> (String, String) {
+    (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
+}
+
+fn version<K: Resource>(o: &K) -> Option<u64> {
+    o.meta().resource_version.as_deref().and_then(|v| v.parse().ok())
+}
+
+impl<K: Resource + Clone> Store<K> {
+    fn apply(&mut self, ev: watcher::Event<K>) {
+        match ev {
+            watcher::Event::Init => self.relist = Some(BTreeMap::new()),
+            watcher::Event::InitApply(o) => {
+                self.relist.get_or_insert_with(BTreeMap::new).insert(key(&o), o);
+            }
+            watcher::Event::InitDone => {
+                self.items = self.relist.take().unwrap_or_default();
+                self.ready = true;
+            }
+            watcher::Event::Apply(o) => self.put(o),
+            watcher::Event::Delete(o) => {
+                self.items.remove(&key(&o));
+            }
+        }
+    }
+
+    /// Keeps `o` unless the store already holds a newer version (a write's response may
+    /// arrive before the watch event of an older one).
+    fn put(&mut self, o: K) {
+        let k = key(&o);
+        let newer = match (self.items.get(&k).and_then(version), version(&o)) {
+            (Some(have), Some(new)) => new >= have,
+            _ => true,
+        };
+        if newer {
+            self.items.insert(k, o);
+        }
+    }
+}
+
+/// Something a watcher saw.
+enum Update {
+    Service(watcher::Event<Service>),
+    Namespace(watcher::Event<Namespace>),
+    Pool(watcher::Event<crds::IPAddressPool>),
+    L2(watcher::Event<crds::L2Advertisement>),
+    BgpAdv(watcher::Event<crds::BGPAdvertisement>),
+    Peer(watcher::Event<crds::BGPPeer>),
+    Community(watcher::Event<crds::Community>),
+    Bfd(watcher::Event<crds::BFDProfile>),
+    Failed(String),
+}
+
+fn watch_kind<K>(api: Api<K>, wrap: fn(watcher::Event<K>) -> Update) -> stream::BoxStream<'static, Update>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .map(move |r| match r {
+            Ok(ev) => wrap(ev),
+            Err(e) => Update::Failed(e.to_string()),
+        })
+        .boxed()
+}
+
+/// A write a pass decided on.
+struct Write {
+    key: (String, String),
+    version: Option<String>,
+    ips: Vec<String>,
+    pool: Option<String>,
+    event: Option<Event>,
+    object: ObjectReference,
+}
+
+/// The controller's state.
+struct Controller {
+    client: Client,
+    args: Args,
+    recorder: Recorder,
+    services: Store<Service>,
+    namespaces: Store<Namespace>,
+    pools: Store<crds::IPAddressPool>,
+    l2: Store<crds::L2Advertisement>,
+    bgp_advs: Store<crds::BGPAdvertisement>,
+    peers: Store<crds::BGPPeer>,
+    communities: Store<crds::Community>,
+    bfd: Store<crds::BFDProfile>,
+    /// The last configuration that validated.
+    config: Option<Config>,
+    /// The last configuration errors reported (reported again only when they change).
+    reported_errors: Vec<String>,
+    /// The last allocation failure reported per Service.
+    reported_failures: BTreeMap<(String, String), String>,
+}
+
+fn raw_meta(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> raw::ObjectMeta {
+    raw::ObjectMeta {
+        name: m.name.clone(),
+        namespace: m.namespace.clone(),
+        labels: m.labels.clone().unwrap_or_default(),
+        annotations: m.annotations.clone().unwrap_or_default(),
+        creation_timestamp: m.creation_timestamp.as_ref().map(|t| t.0.to_string()),
+    }
+}
+
+fn loaded<S: Clone, K: Resource<DynamicType = ()>>(o: &K, spec: &S) -> Loaded<raw::Object<S>> {
+    let source = Source { file: Arc::from(format!("{} {}/{}", K::kind(&()), key(o).0, key(o).1)), doc: 0, item: None };
+    Loaded { source, object: raw::Object { metadata: raw_meta(o.meta()), spec: spec.clone() } }
+}
+
+/// The addresses in a Service's status.
+fn status_ips(svc: &Service) -> Vec<String> {
+    svc.status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|ing| ing.iter().filter_map(|i| i.ip.clone()).collect())
+        .unwrap_or_default()
+}
+
+impl Controller {
+    fn ready(&self) -> bool {
+        self.services.ready
+            && self.namespaces.ready
+            && self.pools.ready
+            && self.l2.ready
+            && self.bgp_advs.ready
+            && self.peers.ready
+            && self.communities.ready
+            && self.bfd.ready
+    }
+
+    fn apply(&mut self, u: Update) {
+        match u {
+            Update::Service(e) => self.services.apply(e),
+            Update::Namespace(e) => self.namespaces.apply(e),
+            Update::Pool(e) => self.pools.apply(e),
+            Update::L2(e) => self.l2.apply(e),
+            Update::BgpAdv(e) => self.bgp_advs.apply(e),
+            Update::Peer(e) => self.peers.apply(e),
+            Update::Community(e) => self.communities.apply(e),
+            Update::Bfd(e) => self.bfd.apply(e),
+            Update::Failed(e) => tracing::warn!(error = %e, "watch failed; retrying"),
+        }
+    }
+
+    /// The stores as lbcore's resources (the same validation as for files).
+    fn resources(&self) -> Resources {
+        let mut r = Resources {
+            pools: self.pools.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
+            l2_advertisements: self.l2.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
+            bgp_advertisements: self.bgp_advs.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
+            peers: self.peers.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
+            communities: self.communities.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
+            bfd_profiles: self.bfd.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
+            namespaces: self
+                .namespaces
+                .items
+                .values()
+                .map(|n| Loaded {
+                    source: Source { file: Arc::from("Namespace"), doc: 0, item: None },
+                    object: raw::Namespace { metadata: raw_meta(&n.metadata) },
+                })
+                .collect(),
+            ..Default::default()
+        };
+        for svc in self.services.items.values() {
+            // A v1 Service read through lbcore's own reduced model (unknown fields ignored).
+            let Ok(raw) = serde_json::to_value(svc).and_then(serde_json::from_value::<raw::Service>) else { continue };
+            if let Some(s) = service::Service::from_raw(&raw, &Default::default()) {
+                let (ns, name) = key(svc);
+                let source = Source { file: Arc::from(format!("Service {ns}/{name}")), doc: 0, item: None };
+                r.services.push(Loaded { source, object: s });
+            }
+        }
+        r
+    }
+
+    /// Validates the configuration; keeps the last good one when the new one is invalid.
+    async fn refresh_config(&mut self, res: &Resources) {
+        match config::validate(res) {
+            Ok(v) => {
+                if !self.reported_errors.is_empty() {
+                    tracing::info!("the configuration is valid again");
+                }
+                self.reported_errors.clear();
+                self.config = Some(v.config);
+            }
+            Err(errors) => {
+                let lines: Vec<String> = errors.iter().map(Diagnostic::to_string).collect();
+                if lines != self.reported_errors {
+                    for l in &lines {
+                        tracing::error!("{l}");
+                    }
+                    let kept = if self.config.is_some() {
+                        "the last good configuration keeps serving"
+                    } else {
+                        "nothing is allocated until it is fixed"
+                    };
+                    tracing::error!("the configuration is invalid; {kept}");
+                    for d in &errors {
+                        self.report_invalid(d).await;
+                    }
+                    self.reported_errors = lines;
+                }
+            }
+        }
+    }
+
+    /// A Warning Event on the object a configuration error is about.
+    async fn report_invalid(&self, d: &Diagnostic) {
+        let api_version = if d.kind == "BGPPeer" { "metallb.io/v1beta2" } else { "metallb.io/v1beta1" };
+        let reference = ObjectReference {
+            api_version: Some(api_version.into()),
+            kind: Some(d.kind.clone()),
+            name: Some(d.name.clone()),
+            namespace: Some(self.args.namespace.clone()),
+            ..Default::default()
+        };
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: "InvalidConfiguration".into(),
+            note: Some(format!("{}: {} {:?}: {}", d.field, d.kind, d.value, d.message).chars().take(1000).collect()),
+            action: "Validate".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &reference).await {
+            tracing::debug!(error = %e, "cannot publish an event");
+        }
+    }
+
+    /// One pass: allocate, and the writes that make the API agree.
+    async fn pass(&mut self) -> Vec<Write> {
+        let mut res = self.resources();
+        self.refresh_config(&res).await;
+        let Some(config) = &self.config else { return Vec::new() };
+        let services = match service::load_balancer_services(&mut res) {
+            Ok(s) => s,
+            Err(errors) => {
+                for e in errors {
+                    tracing::error!("{e}");
+                }
+                return Vec::new();
+            }
+        };
+        let class = self.args.lb_class.as_deref();
+        let (_alloc, outcomes) = batch::assign_all(&config.pools, &services, class);
+        let mut writes = Vec::new();
+        let mut ours = BTreeSet::new();
+        for (svc, o) in services.iter().zip(outcomes) {
+            if svc.class.as_deref() != class {
+                continue;
+            }
+            let k = (svc.key.namespace.clone(), svc.key.name.clone());
+            ours.insert(k.clone());
+            let Some(obj) = self.services.items.get(&k) else { continue };
+            let ips: Vec<String> = o.ips.iter().map(ToString::to_string).collect();
+            let mut pools: Vec<String> = Vec::new();
+            for p in o.pools {
+                if !pools.contains(&p) {
+                    pools.push(p);
+                }
+            }
+            let pool = (!pools.is_empty()).then(|| pools.join(","));
+            let have_pool = obj.annotations().get(ANN_ALLOCATED_FROM_POOL).cloned();
+            let failure = o.error.clone().filter(|_| ips.is_empty());
+            let mut event = None;
+            match &failure {
+                Some(why) if self.reported_failures.get(&k) != Some(why) => {
+                    self.reported_failures.insert(k.clone(), why.clone());
+                    event = Some(Event {
+                        type_: EventType::Warning,
+                        reason: "AllocationFailed".into(),
+                        note: Some(
+                            format!("Failed to allocate IP for \"{}\": {why}", svc.key).chars().take(1000).collect(),
+                        ),
+                        action: "Allocate".into(),
+                        secondary: None,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    self.reported_failures.remove(&k);
+                }
+            }
+            let changed = status_ips(obj) != ips || have_pool != pool;
+            if changed && !ips.is_empty() {
+                let mut note = format!("Assigned IP {:?} from pool {}", ips, pool.clone().unwrap_or_default());
+                if let Some(n) = &o.note {
+                    note = format!("{note} ({n})");
+                }
+                event = Some(Event {
+                    type_: EventType::Normal,
+                    reason: "IPAllocated".into(),
+                    note: Some(note),
+                    action: "Allocate".into(),
+                    secondary: None,
+                });
+            }
+            if changed || event.is_some() {
+                writes.push(Write {
+                    key: k,
+                    version: obj.meta().resource_version.clone(),
+                    ips: if changed { ips } else { status_ips(obj) },
+                    pool: if changed { pool } else { have_pool },
+                    event,
+                    object: obj.object_ref(&()),
+                });
+            }
+        }
+        // A Service that stopped being ours (deleted ones are simply gone): release.
+        for (k, obj) in &self.services.items {
+            if !ours.contains(k) && obj.annotations().contains_key(ANN_ALLOCATED_FROM_POOL) {
+                writes.push(Write {
+                    key: k.clone(),
+                    version: obj.meta().resource_version.clone(),
+                    ips: Vec::new(),
+                    pool: None,
+                    event: None,
+                    object: obj.object_ref(&()),
+                });
+            }
+        }
+        self.reported_failures.retain(|k, _| ours.contains(k));
+        writes
+    }
+}
+
+/// Runs the writes of a pass, a few at a time, while `leading` says this replica may
+/// write. Returns the updated Services, and whether another pass is needed (a conflict or
+/// an error).
+async fn execute(
+    client: &Client,
+    recorder: &Recorder,
+    writes: Vec<Write>,
+    leading: &watch::Receiver<Option<Instant>>,
+) -> (Vec<Service>, bool) {
+    let may_write = || leading.borrow().is_some_and(|d| Instant::now() < d);
+    let results = stream::iter(writes)
+        .map(|w| async move {
+            if !may_write() {
+                return (None, true);
+            }
+            let api: Api<Service> = Api::namespaced(client.clone(), &w.key.0);
+            let ingress: Vec<_> = w.ips.iter().map(|ip| json!({"ip": ip, "ipMode": "VIP"})).collect();
+            let status = json!({
+                "metadata": {"resourceVersion": w.version},
+                "status": {"loadBalancer": {"ingress": ingress}},
+            });
+            let pp = PatchParams::default();
+            let r = match api.patch_status(&w.key.1, &pp, &Patch::Merge(&status)).await {
+                Ok(s) => {
+                    let ann = json!({
+                        "metadata": {
+                            "resourceVersion": s.meta().resource_version,
+                            "annotations": {ANN_ALLOCATED_FROM_POOL: w.pool},
+                        }
+                    });
+                    if may_write() {
+                        api.patch(&w.key.1, &pp, &Patch::Merge(&ann)).await
+                    } else {
+                        Ok(s)
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(s) => {
+                    if let Some(ev) = &w.event {
+                        if let Err(e) = recorder.publish(ev, &w.object).await {
+                            tracing::debug!(error = %e, "cannot publish an event");
+                        }
+                    }
+                    tracing::info!(service = %format!("{}/{}", w.key.0, w.key.1), ips = ?w.ips, pool = ?w.pool, "status written");
+                    (Some(s), false)
+                }
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    // Computed from a stale version: re-read, and let the next pass decide.
+                    (api.get_opt(&w.key.1).await.ok().flatten(), true)
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => (None, false),
+                Err(e) => {
+                    tracing::warn!(service = %format!("{}/{}", w.key.0, w.key.1), error = %e, "cannot write status");
+                    (None, true)
+                }
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    let again = results.iter().any(|(_, a)| *a);
+    (results.into_iter().filter_map(|(s, _)| s).collect(), again)
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    format!("{host}-{}", std::process::id())
+}
+
+/// Runs the controller until SIGINT or SIGTERM.
+pub async fn run(args: Args) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let sig = |k: SignalKind| signal(k).map_err(|e| Error::Invalid(format!("cannot install a signal handler: {e}")));
+    let (mut term, mut int) = (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?);
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let lease = args.lease(&identity)?;
+    let client =
+        Client::try_default().await.map_err(|e| Error::Invalid(format!("cannot reach the Kubernetes API: {e}")))?;
+    let ns = args.namespace.clone();
+    let reporter = Reporter { controller: "lb-controller".into(), instance: Some(identity.clone()) };
+    let recorder = Recorder::new(client.clone(), reporter);
+
+    let (leading_tx, leading) = watch::channel(None);
+    let (stop_tx, stop) = watch::channel(false);
+    let election = tokio::spawn(leader::run(Api::<Lease>::namespaced(client.clone(), &ns), lease, leading_tx, stop));
+
+    let c = &client;
+    let mut updates = stream::select_all(vec![
+        watch_kind(Api::<Service>::all(c.clone()), Update::Service),
+        watch_kind(Api::<Namespace>::all(c.clone()), Update::Namespace),
+        watch_kind(Api::namespaced(c.clone(), &ns), Update::Pool),
+        watch_kind(Api::namespaced(c.clone(), &ns), Update::L2),
+        watch_kind(Api::namespaced(c.clone(), &ns), Update::BgpAdv),
+        watch_kind(Api::namespaced(c.clone(), &ns), Update::Peer),
+        watch_kind(Api::namespaced(c.clone(), &ns), Update::Community),
+        watch_kind(Api::namespaced(c.clone(), &ns), Update::Bfd),
+    ]);
+    let mut me = Controller {
+        client: client.clone(),
+        args,
+        recorder,
+        services: Store::default(),
+        namespaces: Store::default(),
+        pools: Store::default(),
+        l2: Store::default(),
+        bgp_advs: Store::default(),
+        peers: Store::default(),
+        communities: Store::default(),
+        bfd: Store::default(),
+        config: None,
+        reported_errors: Vec::new(),
+        reported_failures: BTreeMap::new(),
+    };
+    tracing::info!(%identity, namespace = %ns, "controller started; waiting for the lease and the initial lists");
+    let mut leading_rx = leading.clone();
+    let mut dirty = true;
+    let mut was_leading = false;
+    // Changes are gathered for a moment before a pass, so a burst costs a few passes.
+    let settle = Duration::from_millis(50);
+    let mut next_pass = Instant::now();
+    loop {
+        let is_leading = leading.borrow().is_some_and(|d| Instant::now() < d);
+        if is_leading && !was_leading {
+            dirty = true; // a new leader starts from what the API holds
+        }
+        was_leading = is_leading;
+        let can_pass = dirty && is_leading && me.ready();
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            u = updates.next() => match u {
+                Some(u) => {
+                    me.apply(u);
+                    if !dirty {
+                        next_pass = Instant::now() + settle;
+                    }
+                    dirty = true;
+                }
+                None => return Err(Error::Invalid("every watch ended".into())),
+            },
+            _ = leading_rx.changed() => {}
+            _ = tokio::time::sleep_until(next_pass), if can_pass => {
+                dirty = false;
+                let writes = me.pass().await;
+                if !writes.is_empty() {
+                    let (updated, again) = execute(&me.client, &me.recorder, writes, &leading).await;
+                    for s in updated {
+                        me.services.put(s);
+                    }
+                    if again {
+                        dirty = true;
+                        next_pass = Instant::now() + Duration::from_millis(500);
+                    }
+                }
+            }
+        }
+    }
+    tracing::info!("stopping");
+    let _ = stop_tx.send(true);
+    let _ = election.await;
+    Ok(())
+}

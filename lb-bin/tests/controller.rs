@@ -1,0 +1,227 @@
+//! `lb controller` end to end: the real binary against the fake API server (the real HTTP
+//! API, in memory; see the `fakeapi` crate), through a kubeconfig. No root needed.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use fakeapi::store::resource;
+use fakeapi::FakeApi;
+use serde_json::{json, Value};
+use support::{eventually, Proc, Scratch};
+
+const NS: &str = "metallb-system";
+
+struct Cluster {
+    api: FakeApi,
+    dir: Scratch,
+}
+
+impl Cluster {
+    fn new(tag: &str) -> Cluster {
+        let api = FakeApi::start_background().expect("fake API server");
+        let dir = Scratch::new(tag);
+        std::fs::write(dir.path("kubeconfig"), api.kubeconfig()).unwrap();
+        let c = Cluster { api, dir };
+        c.create("", "namespaces", "", json!({"metadata": {"name": NS}}));
+        c.create("", "namespaces", "", json!({"metadata": {"name": "web", "labels": {"team": "web"}}}));
+        c
+    }
+
+    fn create(&self, group: &str, plural: &str, ns: &str, obj: Value) -> Value {
+        let res = resource(group, plural).expect("a known resource");
+        self.api.shared.with(|s| s.create(res, ns, obj)).expect("create")
+    }
+
+    fn delete(&self, plural: &str, ns: &str, name: &str) {
+        let res = resource("", plural).unwrap();
+        self.api.shared.with(|s| s.delete(res, ns, name)).expect("delete");
+    }
+
+    fn patch(&self, group: &str, plural: &str, ns: &str, name: &str, p: Value) {
+        let res = resource(group, plural).unwrap();
+        self.api
+            .shared
+            .with(|s| s.patch(res, ns, name, fakeapi::store::Part::Main, "application/merge-patch+json", &p))
+            .expect("patch");
+    }
+
+    fn get(&self, plural: &str, ns: &str, name: &str) -> Value {
+        let res = resource("", plural).unwrap();
+        self.api.shared.with(|s| s.get(res, ns, name)).unwrap_or(Value::Null)
+    }
+
+    fn ips(&self, ns: &str, name: &str) -> Vec<String> {
+        let svc = self.get("services", ns, name);
+        svc["status"]["loadBalancer"]["ingress"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|i| i["ip"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    }
+
+    fn writes(&self, what: &str) -> u64 {
+        self.api.shared.with(|s| s.writes())[what].as_u64().unwrap_or(0)
+    }
+
+    fn events(&self, ns: &str) -> Vec<Value> {
+        let res = resource("events.k8s.io", "events").unwrap();
+        self.api.shared.with(|s| s.list(res, Some(ns)))
+    }
+
+    fn pool(&self, name: &str, spec: Value) {
+        self.create("metallb.io", "ipaddresspools", NS, json!({"metadata": {"name": name}, "spec": spec}));
+    }
+
+    fn service(&self, name: &str, annotations: Value, ports: Value) {
+        self.create(
+            "",
+            "services",
+            "web",
+            json!({"metadata": {"name": name, "annotations": annotations},
+                   "spec": {"type": "LoadBalancer", "ports": ports}}),
+        );
+    }
+
+    fn controller(&self, identity: &str) -> Proc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lb"));
+        cmd.args([
+            "controller",
+            "--identity",
+            identity,
+            "--lease-duration",
+            "3s",
+            "--renew-deadline",
+            "2s",
+            "--lease-retry",
+            "500ms",
+        ])
+        .env("KUBECONFIG", self.dir.path("kubeconfig"))
+        .env("RUST_LOG", "info");
+        Proc::spawn(cmd, &self.dir.0, identity)
+    }
+
+    fn holder(&self) -> Option<String> {
+        let res = resource("coordination.k8s.io", "leases").unwrap();
+        let lease = self.api.shared.with(|s| s.get(res, NS, "lb-controller")).ok()?;
+        lease["spec"]["holderIdentity"].as_str().map(str::to_string)
+    }
+}
+
+fn wait_ips(c: &Cluster, name: &str, want: &[&str]) {
+    let ok = eventually(Duration::from_secs(15), || c.ips("web", name) == want);
+    assert!(ok, "web/{name}: status holds {:?}, expected {want:?}", c.ips("web", name));
+}
+
+#[test]
+fn services_get_addresses_pinned_and_shared_as_metallb_gives_them() {
+    let c = Cluster::new("ctl");
+    c.pool("default", json!({"addresses": ["192.0.2.0/29"]}));
+    c.pool("pinned", json!({"addresses": ["198.51.100.10-198.51.100.11"], "autoAssign": false}));
+    c.service("plain", json!({}), json!([{"port": 80}]));
+    c.service("from-pinned", json!({"metallb.io/address-pool": "pinned"}), json!([{"port": 80}]));
+    c.service("asks", json!({"metallb.io/loadBalancerIPs": "192.0.2.5"}), json!([{"port": 80}]));
+    let shared = |k: &str| json!({"metallb.io/allow-shared-ip": k, "metallb.io/loadBalancerIPs": "192.0.2.6"});
+    c.service("dns-udp", shared("dns"), json!([{"port": 53, "protocol": "UDP"}]));
+    c.service("dns-tcp", shared("dns"), json!([{"port": 53, "protocol": "TCP"}]));
+    c.service("z-clash", shared("dns"), json!([{"port": 53, "protocol": "UDP"}]));
+    let mut ctl = c.controller("c1");
+
+    wait_ips(&c, "plain", &["192.0.2.0"]);
+    wait_ips(&c, "from-pinned", &["198.51.100.10"]);
+    wait_ips(&c, "asks", &["192.0.2.5"]);
+    wait_ips(&c, "dns-udp", &["192.0.2.6"]);
+    wait_ips(&c, "dns-tcp", &["192.0.2.6"]);
+    let svc = c.get("services", "web", "plain");
+    assert_eq!(svc["metadata"]["annotations"]["metallb.io/ip-allocated-from-pool"], "default");
+    assert_eq!(svc["status"]["loadBalancer"]["ingress"][0]["ipMode"], "VIP");
+    assert_eq!(
+        c.get("services", "web", "from-pinned")["metadata"]["annotations"]["metallb.io/ip-allocated-from-pool"],
+        "pinned"
+    );
+    // The clashing service (created in the same second, so later by name) gets nothing,
+    // and an Event says why.
+    let clash_event = eventually(Duration::from_secs(10), || {
+        c.events("web").iter().any(|e| {
+            e["reason"] == "AllocationFailed"
+                && e["regarding"]["name"] == "z-clash"
+                && e["note"].as_str().is_some_and(|n| n.contains("web/dns-udp") && n.contains("53/UDP"))
+        })
+    });
+    assert!(clash_event, "events: {:#?}", c.events("web"));
+    assert!(c.ips("web", "z-clash").is_empty());
+    let allocated = c.events("web").iter().any(|e| e["reason"] == "IPAllocated" && e["regarding"]["name"] == "plain");
+    assert!(allocated, "an IPAllocated event for web/plain");
+
+    // Deleting a Service frees its address for the next one.
+    c.delete("services", "web", "plain");
+    c.service("next", json!({}), json!([{"port": 80}]));
+    wait_ips(&c, "next", &["192.0.2.0"]);
+    ctl.signal("TERM");
+    assert_eq!(ctl.wait(Duration::from_secs(10)), Some(0), "{}", ctl.stderr());
+}
+
+#[test]
+fn a_restart_rewrites_nothing_and_an_invalid_config_keeps_the_last_good_one() {
+    let c = Cluster::new("ctr");
+    c.pool("default", json!({"addresses": ["192.0.2.0/28"]}));
+    for i in 0..5 {
+        c.service(&format!("s{i}"), json!({}), json!([{"port": 80}]));
+    }
+    let mut first = c.controller("r1");
+    for i in 0..5 {
+        let ip = format!("192.0.2.{i}");
+        wait_ips(&c, &format!("s{i}"), &[ip.as_str()]);
+    }
+    first.signal("TERM");
+    assert_eq!(first.wait(Duration::from_secs(10)), Some(0));
+    let before = (c.writes("PATCH services/status"), c.writes("PATCH services"));
+
+    // A new controller restores every address and writes nothing.
+    let second = c.controller("r2");
+    assert!(eventually(Duration::from_secs(10), || c.holder().as_deref() == Some("r2")), "r2 never led");
+    c.service("late", json!({}), json!([{"port": 80}]));
+    wait_ips(&c, "late", &["192.0.2.5"]);
+    for i in 0..5 {
+        assert_eq!(c.ips("web", &format!("s{i}")), [format!("192.0.2.{i}")]);
+    }
+    let after = (c.writes("PATCH services/status"), c.writes("PATCH services"));
+    assert_eq!((after.0 - before.0, after.1 - before.1), (1, 1), "only web/late was written");
+
+    // An invalid change is refused: an Event names the field, the last good pool serves.
+    c.patch("metallb.io", "ipaddresspools", NS, "default", json!({"spec": {"addresses": ["192.0.2.0/33"]}}));
+    let refused = eventually(Duration::from_secs(10), || {
+        c.events(NS).iter().any(|e| {
+            e["reason"] == "InvalidConfiguration"
+                && e["regarding"]["name"] == "default"
+                && e["note"].as_str().is_some_and(|n| n.contains("spec.addresses[0]"))
+        })
+    });
+    assert!(refused, "events: {:#?}", c.events(NS));
+    c.service("during", json!({}), json!([{"port": 80}]));
+    wait_ips(&c, "during", &["192.0.2.6"]);
+    assert_eq!(c.ips("web", "s0"), ["192.0.2.0"], "nothing is withdrawn for a typo");
+    drop(second);
+}
+
+#[test]
+fn two_controllers_elect_one_leader_and_the_other_takes_over() {
+    let c = Cluster::new("cle");
+    c.pool("default", json!({"addresses": ["192.0.2.0/28"]}));
+    let a = c.controller("a");
+    let b = c.controller("b");
+    c.service("one", json!({}), json!([{"port": 80}]));
+    wait_ips(&c, "one", &["192.0.2.0"]);
+    let leader = c.holder().expect("a lease holder");
+    let (mut leader_proc, follower) = if leader == "a" { (a, b) } else { (b, a) };
+    assert!(leader_proc.stderr().contains("status written"), "the leader wrote");
+    assert!(!follower.stderr().contains("status written"), "the follower never writes");
+
+    // The leader dies without releasing its lease: the other takes over once it expires.
+    leader_proc.signal("KILL");
+    leader_proc.wait(Duration::from_secs(5));
+    c.service("two", json!({}), json!([{"port": 80}]));
+    wait_ips(&c, "two", &["192.0.2.1"]);
+    assert_ne!(c.holder().as_deref(), Some(leader.as_str()));
+    assert!(follower.stderr().contains("became the leader"), "{}", follower.stderr());
+}
