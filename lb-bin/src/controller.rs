@@ -20,7 +20,6 @@
 //! - No finalizers: a controller that is down never blocks deleting a Service.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{stream, StreamExt};
@@ -28,18 +27,15 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
-use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource, ResourceExt};
-use lbcore::config::{self, raw, Config, Diagnostic, Loaded, Resources, Source};
+use lbcore::config::{self, Config, Diagnostic, Resources};
 use lbcore::ipam::batch;
 use lbcore::service::{self, ANN_ALLOCATED_FROM_POOL};
-use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::crds;
+use crate::cluster::{Stores, Update};
 use crate::leader;
 use crate::{Error, Result};
 
@@ -89,86 +85,6 @@ impl Args {
     }
 }
 
-/// A store of one kind, fed by a watcher.
-struct Store<K> {
-    items: BTreeMap<(String, String), K>,
-    /// Objects of a relist in progress (replace `items` at InitDone).
-    relist: Option<BTreeMap<(String, String), K>>,
-    ready: bool,
-}
-
-impl<K> Default for Store<K> {
-    fn default() -> Self {
-        Store { items: BTreeMap::new(), relist: None, ready: false }
-    }
-}
-
-fn key<K: Resource>(o: &K) -> (String, String) {
-    (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
-}
-
-fn version<K: Resource>(o: &K) -> Option<u64> {
-    o.meta().resource_version.as_deref().and_then(|v| v.parse().ok())
-}
-
-impl<K: Resource + Clone> Store<K> {
-    fn apply(&mut self, ev: watcher::Event<K>) {
-        match ev {
-            watcher::Event::Init => self.relist = Some(BTreeMap::new()),
-            watcher::Event::InitApply(o) => {
-                self.relist.get_or_insert_with(BTreeMap::new).insert(key(&o), o);
-            }
-            watcher::Event::InitDone => {
-                self.items = self.relist.take().unwrap_or_default();
-                self.ready = true;
-            }
-            watcher::Event::Apply(o) => self.put(o),
-            watcher::Event::Delete(o) => {
-                self.items.remove(&key(&o));
-            }
-        }
-    }
-
-    /// Keeps `o` unless the store already holds a newer version (a write's response may
-    /// arrive before the watch event of an older one).
-    fn put(&mut self, o: K) {
-        let k = key(&o);
-        let newer = match (self.items.get(&k).and_then(version), version(&o)) {
-            (Some(have), Some(new)) => new >= have,
-            _ => true,
-        };
-        if newer {
-            self.items.insert(k, o);
-        }
-    }
-}
-
-/// Something a watcher saw.
-enum Update {
-    Service(watcher::Event<Service>),
-    Namespace(watcher::Event<Namespace>),
-    Pool(watcher::Event<crds::IPAddressPool>),
-    L2(watcher::Event<crds::L2Advertisement>),
-    BgpAdv(watcher::Event<crds::BGPAdvertisement>),
-    Peer(watcher::Event<crds::BGPPeer>),
-    Community(watcher::Event<crds::Community>),
-    Bfd(watcher::Event<crds::BFDProfile>),
-    Failed(String),
-}
-
-fn watch_kind<K>(api: Api<K>, wrap: fn(watcher::Event<K>) -> Update) -> stream::BoxStream<'static, Update>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    watcher(api, watcher::Config::default())
-        .default_backoff()
-        .map(move |r| match r {
-            Ok(ev) => wrap(ev),
-            Err(e) => Update::Failed(e.to_string()),
-        })
-        .boxed()
-}
-
 /// A write a pass decided on.
 struct Write {
     key: (String, String),
@@ -184,35 +100,13 @@ struct Controller {
     client: Client,
     args: Args,
     recorder: Recorder,
-    services: Store<Service>,
-    namespaces: Store<Namespace>,
-    pools: Store<crds::IPAddressPool>,
-    l2: Store<crds::L2Advertisement>,
-    bgp_advs: Store<crds::BGPAdvertisement>,
-    peers: Store<crds::BGPPeer>,
-    communities: Store<crds::Community>,
-    bfd: Store<crds::BFDProfile>,
+    stores: Stores,
     /// The last configuration that validated.
     config: Option<Config>,
     /// The last configuration errors reported (reported again only when they change).
     reported_errors: Vec<String>,
     /// The last allocation failure reported per Service.
     reported_failures: BTreeMap<(String, String), String>,
-}
-
-fn raw_meta(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> raw::ObjectMeta {
-    raw::ObjectMeta {
-        name: m.name.clone(),
-        namespace: m.namespace.clone(),
-        labels: m.labels.clone().unwrap_or_default(),
-        annotations: m.annotations.clone().unwrap_or_default(),
-        creation_timestamp: m.creation_timestamp.as_ref().map(|t| t.0.to_string()),
-    }
-}
-
-fn loaded<S: Clone, K: Resource<DynamicType = ()>>(o: &K, spec: &S) -> Loaded<raw::Object<S>> {
-    let source = Source { file: Arc::from(format!("{} {}/{}", K::kind(&()), key(o).0, key(o).1)), doc: 0, item: None };
-    Loaded { source, object: raw::Object { metadata: raw_meta(o.meta()), spec: spec.clone() } }
 }
 
 /// The addresses in a Service's status.
@@ -226,63 +120,6 @@ fn status_ips(svc: &Service) -> Vec<String> {
 }
 
 impl Controller {
-    fn ready(&self) -> bool {
-        self.services.ready
-            && self.namespaces.ready
-            && self.pools.ready
-            && self.l2.ready
-            && self.bgp_advs.ready
-            && self.peers.ready
-            && self.communities.ready
-            && self.bfd.ready
-    }
-
-    fn apply(&mut self, u: Update) {
-        match u {
-            Update::Service(e) => self.services.apply(e),
-            Update::Namespace(e) => self.namespaces.apply(e),
-            Update::Pool(e) => self.pools.apply(e),
-            Update::L2(e) => self.l2.apply(e),
-            Update::BgpAdv(e) => self.bgp_advs.apply(e),
-            Update::Peer(e) => self.peers.apply(e),
-            Update::Community(e) => self.communities.apply(e),
-            Update::Bfd(e) => self.bfd.apply(e),
-            Update::Failed(e) => tracing::warn!(error = %e, "watch failed; retrying"),
-        }
-    }
-
-    /// The stores as lbcore's resources (the same validation as for files).
-    fn resources(&self) -> Resources {
-        let mut r = Resources {
-            pools: self.pools.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
-            l2_advertisements: self.l2.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
-            bgp_advertisements: self.bgp_advs.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
-            peers: self.peers.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
-            communities: self.communities.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
-            bfd_profiles: self.bfd.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
-            namespaces: self
-                .namespaces
-                .items
-                .values()
-                .map(|n| Loaded {
-                    source: Source { file: Arc::from("Namespace"), doc: 0, item: None },
-                    object: raw::Namespace { metadata: raw_meta(&n.metadata) },
-                })
-                .collect(),
-            ..Default::default()
-        };
-        for svc in self.services.items.values() {
-            // A v1 Service read through lbcore's own reduced model (unknown fields ignored).
-            let Ok(raw) = serde_json::to_value(svc).and_then(serde_json::from_value::<raw::Service>) else { continue };
-            if let Some(s) = service::Service::from_raw(&raw, &Default::default()) {
-                let (ns, name) = key(svc);
-                let source = Source { file: Arc::from(format!("Service {ns}/{name}")), doc: 0, item: None };
-                r.services.push(Loaded { source, object: s });
-            }
-        }
-        r
-    }
-
     /// Validates the configuration; keeps the last good one when the new one is invalid.
     async fn refresh_config(&mut self, res: &Resources) {
         match config::validate(res) {
@@ -338,7 +175,7 @@ impl Controller {
 
     /// One pass: allocate, and the writes that make the API agree.
     async fn pass(&mut self) -> Vec<Write> {
-        let mut res = self.resources();
+        let mut res = self.stores.resources();
         self.refresh_config(&res).await;
         let Some(config) = &self.config else { return Vec::new() };
         let services = match service::load_balancer_services(&mut res) {
@@ -360,7 +197,7 @@ impl Controller {
             }
             let k = (svc.key.namespace.clone(), svc.key.name.clone());
             ours.insert(k.clone());
-            let Some(obj) = self.services.items.get(&k) else { continue };
+            let Some(obj) = self.stores.services.items.get(&k) else { continue };
             let ips: Vec<String> = o.ips.iter().map(ToString::to_string).collect();
             let mut pools: Vec<String> = Vec::new();
             for p in o.pools {
@@ -416,7 +253,7 @@ impl Controller {
             }
         }
         // A Service that stopped being ours (deleted ones are simply gone): release.
-        for (k, obj) in &self.services.items {
+        for (k, obj) in &self.stores.services.items {
             if !ours.contains(k) && obj.annotations().contains_key(ANN_ALLOCATED_FROM_POOL) {
                 writes.push(Write {
                     key: k.clone(),
@@ -521,29 +358,16 @@ pub async fn run(args: Args) -> Result<()> {
     let (stop_tx, stop) = watch::channel(false);
     let election = tokio::spawn(leader::run(Api::<Lease>::namespaced(client.clone(), &ns), lease, leading_tx, stop));
 
-    let c = &client;
-    let mut updates = stream::select_all(vec![
-        watch_kind(Api::<Service>::all(c.clone()), Update::Service),
-        watch_kind(Api::<Namespace>::all(c.clone()), Update::Namespace),
-        watch_kind(Api::namespaced(c.clone(), &ns), Update::Pool),
-        watch_kind(Api::namespaced(c.clone(), &ns), Update::L2),
-        watch_kind(Api::namespaced(c.clone(), &ns), Update::BgpAdv),
-        watch_kind(Api::namespaced(c.clone(), &ns), Update::Peer),
-        watch_kind(Api::namespaced(c.clone(), &ns), Update::Community),
-        watch_kind(Api::namespaced(c.clone(), &ns), Update::Bfd),
-    ]);
+    let mut stores = Stores::default();
+    let mut watches = stores.watch_config(&client, &ns);
+    watches.push(stores.watch(Api::<Service>::all(client.clone()), Update::Service));
+    watches.push(stores.watch(Api::<Namespace>::all(client.clone()), Update::Namespace));
+    let mut updates = stream::select_all(watches);
     let mut me = Controller {
         client: client.clone(),
         args,
         recorder,
-        services: Store::default(),
-        namespaces: Store::default(),
-        pools: Store::default(),
-        l2: Store::default(),
-        bgp_advs: Store::default(),
-        peers: Store::default(),
-        communities: Store::default(),
-        bfd: Store::default(),
+        stores,
         config: None,
         reported_errors: Vec::new(),
         reported_failures: BTreeMap::new(),
@@ -561,13 +385,13 @@ pub async fn run(args: Args) -> Result<()> {
             dirty = true; // a new leader starts from what the API holds
         }
         was_leading = is_leading;
-        let can_pass = dirty && is_leading && me.ready();
+        let can_pass = dirty && is_leading && me.stores.ready();
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             u = updates.next() => match u {
                 Some(u) => {
-                    me.apply(u);
+                    me.stores.apply(u);
                     if !dirty {
                         next_pass = Instant::now() + settle;
                     }
@@ -582,7 +406,7 @@ pub async fn run(args: Args) -> Result<()> {
                 if !writes.is_empty() {
                     let (updated, again) = execute(&me.client, &me.recorder, writes, &leading).await;
                     for s in updated {
-                        me.services.put(s);
+                        me.stores.services.put(s);
                     }
                     if again {
                         dirty = true;

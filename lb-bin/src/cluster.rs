@@ -1,0 +1,260 @@
+//! What `lb controller` and `lb speaker` know of the cluster: one store per kind, fed by
+//! kube-rs watchers, and the configuration read from them through lbcore's loader types, so
+//! that objects from the API and from files are validated the same way.
+//!
+//! Invariants: a store holds the newest version seen of each object (a write's response may
+//! arrive before the watch event of an older version); after a relist it holds exactly the
+//! listed objects; [`Stores::ready`] is true once every store that is watched has had its
+//! initial list.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource};
+use lbcore::config::{raw, Loaded, Resources, Source};
+use serde::de::DeserializeOwned;
+
+use crate::crds;
+
+/// Objects of one kind, by namespace and name, fed by a watcher.
+pub struct Store<K> {
+    /// The objects.
+    pub items: BTreeMap<(String, String), K>,
+    relist: Option<BTreeMap<(String, String), K>>,
+    ready: bool,
+    watched: bool,
+}
+
+impl<K> Default for Store<K> {
+    fn default() -> Self {
+        Store { items: BTreeMap::new(), relist: None, ready: false, watched: false }
+    }
+}
+
+/// An object's namespace and name.
+pub fn key<K: Resource>(o: &K) -> (String, String) {
+    (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
+}
+
+fn version<K: Resource>(o: &K) -> Option<u64> {
+    o.meta().resource_version.as_deref().and_then(|v| v.parse().ok())
+}
+
+impl<K: Resource + Clone> Store<K> {
+    fn apply(&mut self, ev: watcher::Event<K>) {
+        match ev {
+            watcher::Event::Init => self.relist = Some(BTreeMap::new()),
+            watcher::Event::InitApply(o) => {
+                self.relist.get_or_insert_with(BTreeMap::new).insert(key(&o), o);
+            }
+            watcher::Event::InitDone => {
+                self.items = self.relist.take().unwrap_or_default();
+                self.ready = true;
+            }
+            watcher::Event::Apply(o) => self.put(o),
+            watcher::Event::Delete(o) => {
+                self.items.remove(&key(&o));
+            }
+        }
+    }
+
+    /// Keeps `o` unless the store already holds a newer version of it.
+    pub fn put(&mut self, o: K) {
+        let k = key(&o);
+        let newer = match (self.items.get(&k).and_then(version), version(&o)) {
+            (Some(have), Some(new)) => new >= have,
+            _ => true,
+        };
+        if newer {
+            self.items.insert(k, o);
+        }
+    }
+
+    /// Forgets an object (after deleting it).
+    pub fn forget(&mut self, k: &(String, String)) {
+        self.items.remove(k);
+    }
+
+    fn ok(&self) -> bool {
+        !self.watched || self.ready
+    }
+}
+
+/// Something a watcher saw.
+pub enum Update {
+    /// A Service.
+    Service(watcher::Event<Service>),
+    /// A Namespace.
+    Namespace(watcher::Event<Namespace>),
+    /// A Node.
+    Node(watcher::Event<Node>),
+    /// An EndpointSlice.
+    Slice(watcher::Event<EndpointSlice>),
+    /// A ServiceL2Status.
+    L2Status(watcher::Event<crds::ServiceL2Status>),
+    /// A ServiceBGPStatus.
+    BgpStatus(watcher::Event<crds::ServiceBGPStatus>),
+    /// An IPAddressPool.
+    Pool(watcher::Event<crds::IPAddressPool>),
+    /// An L2Advertisement.
+    L2(watcher::Event<crds::L2Advertisement>),
+    /// A BGPAdvertisement.
+    BgpAdv(watcher::Event<crds::BGPAdvertisement>),
+    /// A BGPPeer.
+    Peer(watcher::Event<crds::BGPPeer>),
+    /// A Community.
+    Community(watcher::Event<crds::Community>),
+    /// A BFDProfile.
+    Bfd(watcher::Event<crds::BFDProfile>),
+    /// A watch failed (it is retried with backoff).
+    Failed(String),
+}
+
+/// Every store.
+#[derive(Default)]
+pub struct Stores {
+    /// Services, all namespaces.
+    pub services: Store<Service>,
+    /// Namespaces.
+    pub namespaces: Store<Namespace>,
+    /// Nodes.
+    pub nodes: Store<Node>,
+    /// EndpointSlices, all namespaces.
+    pub slices: Store<EndpointSlice>,
+    /// ServiceL2Status objects.
+    pub l2_statuses: Store<crds::ServiceL2Status>,
+    /// ServiceBGPStatus objects.
+    pub bgp_statuses: Store<crds::ServiceBGPStatus>,
+    pools: Store<crds::IPAddressPool>,
+    l2: Store<crds::L2Advertisement>,
+    bgp_advs: Store<crds::BGPAdvertisement>,
+    peers: Store<crds::BGPPeer>,
+    communities: Store<crds::Community>,
+    bfd: Store<crds::BFDProfile>,
+}
+
+fn raw_meta(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> raw::ObjectMeta {
+    raw::ObjectMeta {
+        name: m.name.clone(),
+        namespace: m.namespace.clone(),
+        labels: m.labels.clone().unwrap_or_default(),
+        annotations: m.annotations.clone().unwrap_or_default(),
+        creation_timestamp: m.creation_timestamp.as_ref().map(|t| t.0.to_string()),
+    }
+}
+
+fn source<K: Resource<DynamicType = ()>>(o: &K) -> Source {
+    let (ns, name) = key(o);
+    Source { file: Arc::from(format!("{} {ns}/{name}", K::kind(&()))), doc: 0, item: None }
+}
+
+fn loaded<S: Clone, K: Resource<DynamicType = ()>>(o: &K, spec: &S) -> Loaded<raw::Object<S>> {
+    Loaded { source: source(o), object: raw::Object { metadata: raw_meta(o.meta()), spec: spec.clone() } }
+}
+
+/// A v1 Service read through lbcore's own reduced model (unknown fields ignored).
+pub fn to_raw_service(svc: &Service) -> Option<raw::Service> {
+    serde_json::to_value(svc).and_then(serde_json::from_value).ok()
+}
+
+impl Stores {
+    /// A watcher for one kind, marking its store as watched.
+    pub fn watch<K>(&mut self, api: Api<K>, wrap: fn(watcher::Event<K>) -> Update) -> stream::BoxStream<'static, Update>
+    where
+        K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    {
+        // Mark the store this kind feeds (by applying an empty relist marker).
+        self.apply(wrap(watcher::Event::Init));
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .map(move |r| match r {
+                Ok(ev) => wrap(ev),
+                Err(e) => Update::Failed(e.to_string()),
+            })
+            .boxed()
+    }
+
+    /// Watchers for the six config kinds in `ns`, and for Namespaces.
+    pub fn watch_config(&mut self, client: &Client, ns: &str) -> Vec<stream::BoxStream<'static, Update>> {
+        vec![
+            self.watch(Api::namespaced(client.clone(), ns), Update::Pool),
+            self.watch(Api::namespaced(client.clone(), ns), Update::L2),
+            self.watch(Api::namespaced(client.clone(), ns), Update::BgpAdv),
+            self.watch(Api::namespaced(client.clone(), ns), Update::Peer),
+            self.watch(Api::namespaced(client.clone(), ns), Update::Community),
+            self.watch(Api::namespaced(client.clone(), ns), Update::Bfd),
+        ]
+    }
+
+    /// Applies one update.
+    pub fn apply(&mut self, u: Update) {
+        fn feed<K: Resource + Clone>(s: &mut Store<K>, e: watcher::Event<K>) {
+            if matches!(e, watcher::Event::Init) {
+                s.watched = true;
+            }
+            s.apply(e);
+        }
+        match u {
+            Update::Service(e) => feed(&mut self.services, e),
+            Update::Namespace(e) => feed(&mut self.namespaces, e),
+            Update::Node(e) => feed(&mut self.nodes, e),
+            Update::Slice(e) => feed(&mut self.slices, e),
+            Update::L2Status(e) => feed(&mut self.l2_statuses, e),
+            Update::BgpStatus(e) => feed(&mut self.bgp_statuses, e),
+            Update::Pool(e) => feed(&mut self.pools, e),
+            Update::L2(e) => feed(&mut self.l2, e),
+            Update::BgpAdv(e) => feed(&mut self.bgp_advs, e),
+            Update::Peer(e) => feed(&mut self.peers, e),
+            Update::Community(e) => feed(&mut self.communities, e),
+            Update::Bfd(e) => feed(&mut self.bfd, e),
+            Update::Failed(e) => tracing::warn!(error = %e, "watch failed; retrying"),
+        }
+    }
+
+    /// Whether every watched store has had its initial list.
+    pub fn ready(&self) -> bool {
+        self.services.ok()
+            && self.namespaces.ok()
+            && self.nodes.ok()
+            && self.slices.ok()
+            && self.l2_statuses.ok()
+            && self.bgp_statuses.ok()
+            && self.pools.ok()
+            && self.l2.ok()
+            && self.bgp_advs.ok()
+            && self.peers.ok()
+            && self.communities.ok()
+            && self.bfd.ok()
+    }
+
+    /// The configuration, Namespaces and LoadBalancer Services as lbcore's resources.
+    pub fn resources(&self) -> Resources {
+        let mut r = Resources {
+            pools: self.pools.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
+            l2_advertisements: self.l2.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
+            bgp_advertisements: self.bgp_advs.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
+            peers: self.peers.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
+            communities: self.communities.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
+            bfd_profiles: self.bfd.items.values().map(|o| loaded(o, &o.spec.spec)).collect(),
+            namespaces: self
+                .namespaces
+                .items
+                .values()
+                .map(|n| Loaded { source: source(n), object: raw::Namespace { metadata: raw_meta(&n.metadata) } })
+                .collect(),
+            ..Default::default()
+        };
+        for svc in self.services.items.values() {
+            let Some(raw) = to_raw_service(svc) else { continue };
+            if let Some(s) = lbcore::service::Service::from_raw(&raw, &Default::default()) {
+                r.services.push(Loaded { source: source(svc), object: s });
+            }
+        }
+        r
+    }
+}
