@@ -65,6 +65,7 @@ pub struct FakeApi {
     pub addr: SocketAddr,
     /// Its state.
     pub shared: Arc<Shared>,
+    handle: tokio::runtime::Handle,
 }
 
 impl FakeApi {
@@ -77,15 +78,26 @@ impl FakeApi {
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
-                });
+                tokio::spawn(serve(state.clone(), stream));
             }
         });
-        Ok(FakeApi { addr, shared })
+        Ok(FakeApi { addr, shared, handle: tokio::runtime::Handle::current() })
+    }
+
+    /// Also serves the same API on a Unix socket at `path`: a test in another network
+    /// namespace than the server reaches it there (sockets in the file system are not bound
+    /// to a network namespace).
+    pub fn serve_unix(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let _runtime = self.handle.enter();
+        let listener = tokio::net::UnixListener::bind(path)?;
+        let state = self.shared.clone();
+        self.handle.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                tokio::spawn(serve(state.clone(), stream));
+            }
+        });
+        Ok(())
     }
 
     /// Starts a server on its own thread and runtime (for synchronous tests); it runs until
@@ -118,6 +130,15 @@ impl FakeApi {
             self.addr
         )
     }
+}
+
+async fn serve<IO>(state: Arc<Shared>, stream: IO)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
 }
 
 /// A response body fed by a channel (a watch).

@@ -1,12 +1,14 @@
-//! `fake-apiserver [--listen ADDR] [--kubeconfig PATH]`: runs the fake Kubernetes API server
-//! (see the library) until killed; prints its address, and writes a kubeconfig pointing at it
-//! when asked. For benchmarks and manual tries; tests start it in-process.
+//! `fake-apiserver [--listen ADDR] [--kubeconfig PATH] [--control SOCKET]`: runs the fake
+//! Kubernetes API server (see the library) until killed; prints its address, writes a
+//! kubeconfig pointing at it when asked, and serves the same API on a Unix socket too when
+//! asked (for a test outside the server's network namespace).
 
 use std::net::SocketAddr;
 
 fn main() -> std::process::ExitCode {
     let mut listen: SocketAddr = ([127, 0, 0, 1], 0).into();
     let mut kubeconfig = None;
+    let mut control: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match (a.as_str(), args.next()) {
@@ -18,8 +20,9 @@ fn main() -> std::process::ExitCode {
                 }
             },
             ("--kubeconfig", Some(v)) => kubeconfig = Some(v),
+            ("--control", Some(v)) => control = Some(v),
             _ => {
-                eprintln!("usage: fake-apiserver [--listen ADDR] [--kubeconfig PATH]");
+                eprintln!("usage: fake-apiserver [--listen ADDR] [--kubeconfig PATH] [--control SOCKET]");
                 return std::process::ExitCode::from(2);
             }
         }
@@ -39,6 +42,12 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
+        if let Some(path) = control {
+            if let Err(e) = api.serve_unix(path.as_ref()) {
+                eprintln!("error: cannot listen on {path}: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
         if let Some(path) = kubeconfig {
             if let Err(e) = std::fs::write(&path, api.kubeconfig()) {
                 eprintln!("error: cannot write {path}: {e}");

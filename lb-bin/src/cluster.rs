@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
@@ -86,6 +87,9 @@ impl<K: Resource + Clone> Store<K> {
 }
 
 /// Something a watcher saw.
+// One Update exists at a time and moves straight into its store: boxing would only add an
+// allocation per event.
+#[allow(clippy::large_enum_variant)]
 pub enum Update {
     /// A Service.
     Service(watcher::Event<Service>),
@@ -99,6 +103,8 @@ pub enum Update {
     L2Status(watcher::Event<crds::ServiceL2Status>),
     /// A ServiceBGPStatus.
     BgpStatus(watcher::Event<crds::ServiceBGPStatus>),
+    /// A Lease.
+    Lease(watcher::Event<Lease>),
     /// An IPAddressPool.
     Pool(watcher::Event<crds::IPAddressPool>),
     /// An L2Advertisement.
@@ -130,6 +136,8 @@ pub struct Stores {
     pub l2_statuses: Store<crds::ServiceL2Status>,
     /// ServiceBGPStatus objects.
     pub bgp_statuses: Store<crds::ServiceBGPStatus>,
+    /// Leases (the speakers' liveness).
+    pub leases: Store<Lease>,
     pools: Store<crds::IPAddressPool>,
     l2: Store<crds::L2Advertisement>,
     bgp_advs: Store<crds::BGPAdvertisement>,
@@ -206,6 +214,7 @@ impl Stores {
             Update::Slice(e) => feed(&mut self.slices, e),
             Update::L2Status(e) => feed(&mut self.l2_statuses, e),
             Update::BgpStatus(e) => feed(&mut self.bgp_statuses, e),
+            Update::Lease(e) => feed(&mut self.leases, e),
             Update::Pool(e) => feed(&mut self.pools, e),
             Update::L2(e) => feed(&mut self.l2, e),
             Update::BgpAdv(e) => feed(&mut self.bgp_advs, e),
@@ -224,6 +233,7 @@ impl Stores {
             && self.slices.ok()
             && self.l2_statuses.ok()
             && self.bgp_statuses.ok()
+            && self.leases.ok()
             && self.pools.ok()
             && self.l2.ok()
             && self.bgp_advs.ok()

@@ -110,7 +110,7 @@ struct Controller {
 }
 
 /// The addresses in a Service's status.
-fn status_ips(svc: &Service) -> Vec<String> {
+pub(crate) fn status_ips(svc: &Service) -> Vec<String> {
     svc.status
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())

@@ -10,6 +10,7 @@ pub mod crds;
 pub mod host;
 pub mod leader;
 pub mod run;
+pub mod speaker;
 pub mod state;
 pub mod telemetry;
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use lb_bin::check::{self, Format};
-use lb_bin::{controller, run};
+use lb_bin::{controller, run, speaker};
 
 #[derive(Parser)]
 #[command(name = "lb", version, about = "A load balancer for bare-metal Kubernetes, MetalLB-compatible")]
@@ -26,6 +26,8 @@ enum Command {
     /// Assign addresses to LoadBalancer Services in a Kubernetes cluster and write them to
     /// Service status (one leader among replicas, by Lease).
     Controller(controller::Args),
+    /// Announce, from this node, the addresses the controller assigned (L2 and BGP).
+    Speaker(speaker::Args),
     /// Print the metallb.io CustomResourceDefinitions lb serves, as YAML.
     Crds,
 }
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => serve(run::run(args)),
         Command::Controller(args) => serve(controller::run(args)),
+        Command::Speaker(args) => serve(speaker::run(args)),
         Command::Crds => match lb_bin::crds::print(&mut std::io::stdout().lock()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),

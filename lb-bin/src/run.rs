@@ -80,7 +80,7 @@ pub struct L2Flags {
 }
 
 impl L2Flags {
-    fn settings(&self) -> Result<L2Settings> {
+    pub(crate) fn settings(&self) -> Result<L2Settings> {
         let dur = |flag: &str, v: &str| duration::parse(v).map_err(|e| Error::Invalid(format!("--{flag} {v:?}: {e}")));
         let mut s = L2Settings {
             reply_rate: self.reply_rate,

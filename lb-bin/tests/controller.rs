@@ -3,110 +3,11 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
-use fakeapi::store::resource;
-use fakeapi::FakeApi;
-use serde_json::{json, Value};
-use support::{eventually, Proc, Scratch};
-
-const NS: &str = "metallb-system";
-
-struct Cluster {
-    api: FakeApi,
-    dir: Scratch,
-}
-
-impl Cluster {
-    fn new(tag: &str) -> Cluster {
-        let api = FakeApi::start_background().expect("fake API server");
-        let dir = Scratch::new(tag);
-        std::fs::write(dir.path("kubeconfig"), api.kubeconfig()).unwrap();
-        let c = Cluster { api, dir };
-        c.create("", "namespaces", "", json!({"metadata": {"name": NS}}));
-        c.create("", "namespaces", "", json!({"metadata": {"name": "web", "labels": {"team": "web"}}}));
-        c
-    }
-
-    fn create(&self, group: &str, plural: &str, ns: &str, obj: Value) -> Value {
-        let res = resource(group, plural).expect("a known resource");
-        self.api.shared.with(|s| s.create(res, ns, obj)).expect("create")
-    }
-
-    fn delete(&self, plural: &str, ns: &str, name: &str) {
-        let res = resource("", plural).unwrap();
-        self.api.shared.with(|s| s.delete(res, ns, name)).expect("delete");
-    }
-
-    fn patch(&self, group: &str, plural: &str, ns: &str, name: &str, p: Value) {
-        let res = resource(group, plural).unwrap();
-        self.api
-            .shared
-            .with(|s| s.patch(res, ns, name, fakeapi::store::Part::Main, "application/merge-patch+json", &p))
-            .expect("patch");
-    }
-
-    fn get(&self, plural: &str, ns: &str, name: &str) -> Value {
-        let res = resource("", plural).unwrap();
-        self.api.shared.with(|s| s.get(res, ns, name)).unwrap_or(Value::Null)
-    }
-
-    fn ips(&self, ns: &str, name: &str) -> Vec<String> {
-        let svc = self.get("services", ns, name);
-        svc["status"]["loadBalancer"]["ingress"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|i| i["ip"].as_str().map(str::to_string)).collect())
-            .unwrap_or_default()
-    }
-
-    fn writes(&self, what: &str) -> u64 {
-        self.api.shared.with(|s| s.writes())[what].as_u64().unwrap_or(0)
-    }
-
-    fn events(&self, ns: &str) -> Vec<Value> {
-        let res = resource("events.k8s.io", "events").unwrap();
-        self.api.shared.with(|s| s.list(res, Some(ns)))
-    }
-
-    fn pool(&self, name: &str, spec: Value) {
-        self.create("metallb.io", "ipaddresspools", NS, json!({"metadata": {"name": name}, "spec": spec}));
-    }
-
-    fn service(&self, name: &str, annotations: Value, ports: Value) {
-        self.create(
-            "",
-            "services",
-            "web",
-            json!({"metadata": {"name": name, "annotations": annotations},
-                   "spec": {"type": "LoadBalancer", "ports": ports}}),
-        );
-    }
-
-    fn controller(&self, identity: &str) -> Proc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lb"));
-        cmd.args([
-            "controller",
-            "--identity",
-            identity,
-            "--lease-duration",
-            "3s",
-            "--renew-deadline",
-            "2s",
-            "--lease-retry",
-            "500ms",
-        ])
-        .env("KUBECONFIG", self.dir.path("kubeconfig"))
-        .env("RUST_LOG", "info");
-        Proc::spawn(cmd, &self.dir.0, identity)
-    }
-
-    fn holder(&self) -> Option<String> {
-        let res = resource("coordination.k8s.io", "leases").unwrap();
-        let lease = self.api.shared.with(|s| s.get(res, NS, "lb-controller")).ok()?;
-        lease["spec"]["holderIdentity"].as_str().map(str::to_string)
-    }
-}
+use serde_json::json;
+use support::cluster::{Cluster, NS};
+use support::eventually;
 
 fn wait_ips(c: &Cluster, name: &str, want: &[&str]) {
     let ok = eventually(Duration::from_secs(15), || c.ips("web", name) == want);

@@ -12,8 +12,11 @@
 //! to `aggregationLength(V6)`; communities of all such advertisements are merged, and the
 //! highest LOCAL_PREF wins.
 //!
-//! Not here yet (later issues): the choice of one owner among several eligible nodes
-//! (`election`), and endpoint readiness for `externalTrafficPolicy: Local`.
+//! L2 owner: of the nodes eligible for an address, one answers for it ([`owner`]): the
+//! current owner while it stays eligible (no flap-back when another node returns), else the
+//! first by a ranking on a hash of node name and address, which every node computes alike
+//! and which spreads addresses over nodes. Which nodes are eligible (alive, selected, with
+//! ready local endpoints for `externalTrafficPolicy: Local`) is the caller's input.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -112,6 +115,34 @@ pub fn bgp(config: &Config, node: &Node, services: &[Assigned]) -> BTreeMap<Stri
     out
 }
 
+/// FNV-1a, 64 bits, finished with MurmurHash3's fmix64 so that every bit depends on every
+/// input byte (plain FNV ranks similar names badly): a hash every node computes the same
+/// way, in every version (the standard library's hasher is not stable across releases).
+fn stable_hash(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in *p {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The node that answers for `ip` in L2 mode among `eligible`: `current` while it is
+/// eligible, else the best ranked. None when no node is eligible.
+pub fn owner<'a>(ip: IpAddr, eligible: &[&'a str], current: Option<&str>) -> Option<&'a str> {
+    if let Some(c) = current.and_then(|c| eligible.iter().find(|e| **e == c)) {
+        return Some(c);
+    }
+    let addr = ip.to_string();
+    eligible.iter().copied().min_by_key(|n| (stable_hash(&[n.as_bytes(), b"#", addr.as_bytes()]), *n))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +210,25 @@ mod tests {
         let c = config(POOLS);
         let services = [Assigned { labels: Labels::new(), ips: vec![(ip("10.0.0.1"), "a".into())] }];
         assert!(l2(&c, &Node::new("n", Labels::new()), &services).is_empty());
+    }
+
+    #[test]
+    fn the_owner_is_sticky_and_the_ranking_is_shared_and_spreads() {
+        let nodes = ["n1", "n2", "n3"];
+        let first = owner(ip("10.0.0.1"), &nodes, None).unwrap();
+        // Every node computes the same owner, whatever the order it lists nodes in.
+        assert_eq!(owner(ip("10.0.0.1"), &["n3", "n1", "n2"], None), Some(first));
+        // A current owner that is still eligible keeps the address, even if ranked lower.
+        let other = nodes.iter().copied().find(|n| *n != first).unwrap();
+        assert_eq!(owner(ip("10.0.0.1"), &nodes, Some(other)), Some(other));
+        // A current owner that is not eligible any more loses it to the ranking.
+        let rest: Vec<&str> = nodes.iter().copied().filter(|n| *n != other).collect();
+        let next = owner(ip("10.0.0.1"), &rest, Some(other)).unwrap();
+        assert_ne!(next, other);
+        assert_eq!(owner(ip("10.0.0.1"), &[], Some("n1")), None);
+        // Addresses spread over the nodes.
+        let owners: BTreeSet<&str> =
+            (1..=30).map(|i| owner(ip(&format!("10.0.0.{i}")), &nodes, None).unwrap()).collect();
+        assert_eq!(owners.len(), 3, "30 addresses all landed on {owners:?}");
     }
 }

@@ -6,6 +6,8 @@
 //! characters.
 #![allow(dead_code)] // Each test binary uses a different subset of these helpers.
 
+pub mod cluster;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -33,6 +33,11 @@ impl Config {
         self.pools.iter().find(|p| p.name == name)
     }
 
+    /// The pool holding `ip`, if any (pools do not overlap: validation refuses it).
+    pub fn pool_of(&self, ip: std::net::IpAddr) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.ranges.iter().any(|r| r.contains(ip)))
+    }
+
     /// Whether any L2 or BGP advertisement selects the pool.
     pub fn is_advertised(&self, pool: &Pool) -> bool {
         self.l2_advertisements.iter().any(|a| a.pools.selects(pool))

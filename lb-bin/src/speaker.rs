@@ -1,0 +1,532 @@
+//! `lb speaker`: one per node. Announces the addresses the controller assigned, as
+//! `lbcore::plan` says this node should: in L2 mode when this node is the owner of an
+//! address, over BGP to every BGPPeer that selects the node.
+//!
+//! What it reads: Services (their status addresses), EndpointSlices (ready endpoints per
+//! node, for `externalTrafficPolicy: Local`), Nodes (labels for nodeSelectors, readiness,
+//! `node.kubernetes.io/exclude-from-external-load-balancers`), the config kinds, the other
+//! speakers' liveness Leases and the ServiceL2Status objects (who owns what now).
+//!
+//! Liveness: each speaker holds a Lease `lb-speaker-NODE` in the config namespace, renewed
+//! every `--liveness-renew`; a speaker whose Lease has not changed for `--liveness-timeout`
+//! (judged by our own clock), or is gone (deleted on SIGTERM), is not alive. A node may own
+//! an address in L2 mode only when it is Ready, not excluded, its speaker is alive, it is
+//! selected by an L2Advertisement, and (for `Local`) it has a ready endpoint; among those,
+//! [`lbcore::plan::owner`] keeps the current owner (read from ServiceL2Status) and otherwise
+//! ranks. Every speaker computes the same owner from the same objects.
+//!
+//! What it reports: a ServiceL2Status / ServiceBGPStatus per Service it announces (labels
+//! `metallb.io/node`, `metallb.io/service-name`, `metallb.io/service-namespace`, as
+//! MetalLB's), deleted when it stops, and an Event `nodeAssigned` on the Service when it
+//! starts announcing it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use announcer_bgp::BgpAnnouncer;
+use announcer_l2::L2Announcer;
+use futures::{stream, StreamExt};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+use lbcore::announcer::{Announcer, Desired};
+use lbcore::config::{self, Config, Diagnostic, Labels};
+use lbcore::plan::{self, Assigned};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::cluster::{key, Stores, Update};
+use crate::crds;
+use crate::run::L2Flags;
+use crate::{Error, Result};
+
+/// Arguments of `lb speaker`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Namespace of the metallb.io objects and of the speakers' Leases.
+    #[arg(long, env = "LB_NAMESPACE", default_value = "metallb-system")]
+    pub namespace: String,
+    /// The node this speaker runs on (the pod's spec.nodeName).
+    #[arg(long = "node-name", env = "NODE_NAME")]
+    pub node_name: String,
+    /// Serve only Services of this spec.loadBalancerClass (default: Services without one).
+    #[arg(long, env = "LB_LB_CLASS")]
+    pub lb_class: Option<String>,
+    /// Where to accept BGP connections from peers ("off": only connect to them).
+    #[arg(long, env = "LB_BGP_LISTEN", default_value = "off")]
+    pub bgp_listen: String,
+    /// How often this speaker renews its liveness Lease (Go duration).
+    #[arg(long, env = "LB_LIVENESS_RENEW", default_value = "2s")]
+    pub liveness_renew: String,
+    /// A speaker whose Lease has not been renewed for this long is not alive (Go duration).
+    #[arg(long, env = "LB_LIVENESS_TIMEOUT", default_value = "10s")]
+    pub liveness_timeout: String,
+    /// L2 settings.
+    #[command(flatten)]
+    pub l2: L2Flags,
+}
+
+const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+const LEASE_PREFIX: &str = "lb-speaker-";
+const MANAGER: &str = "lb-speaker";
+
+/// A Service as the planner sees it.
+struct Svc {
+    key: (String, String),
+    assigned: Assigned,
+    local: bool,
+    ready_nodes: BTreeSet<String>,
+}
+
+/// What this node announces, per Service: L2 interfaces (empty: every suitable one), and BGP
+/// peers.
+#[derive(Default, PartialEq)]
+struct Announced {
+    l2: BTreeMap<(String, String), BTreeSet<String>>,
+    bgp: BTreeMap<(String, String), BTreeSet<String>>,
+}
+
+struct Speaker {
+    args: Args,
+    client: Client,
+    recorder: Recorder,
+    stores: Stores,
+    leases: BTreeMap<String, (Option<String>, Instant)>,
+    timeout: Duration,
+    config: Option<Config>,
+    reported_errors: Vec<String>,
+    l2: Option<L2Announcer>,
+    bgp: BgpAnnouncer,
+    announced: Announced,
+}
+
+fn node_ready(n: &Node) -> bool {
+    let ready = n
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let excluded = n.metadata.labels.as_ref().is_some_and(|l| l.contains_key(EXCLUDE_LABEL));
+    ready && !excluded
+}
+
+fn status_name(kind: &str, svc: &(String, String), node: &str) -> String {
+    let name = format!("{kind}-{}.{}.{node}", svc.0, svc.1);
+    if name.len() <= 253 {
+        name
+    } else {
+        format!(
+            "{kind}-{:x}",
+            name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+        )
+    }
+}
+
+impl Speaker {
+    fn refresh_config(&mut self) {
+        match config::validate(&self.stores.resources()) {
+            Ok(v) => {
+                self.reported_errors.clear();
+                self.config = Some(v.config);
+            }
+            Err(errors) => {
+                let lines: Vec<String> = errors.iter().map(Diagnostic::to_string).collect();
+                if lines != self.reported_errors {
+                    for l in &lines {
+                        tracing::error!("{l}");
+                    }
+                    tracing::error!("the configuration is invalid; the last good one keeps running");
+                    self.reported_errors = lines;
+                }
+            }
+        }
+    }
+
+    /// Notes when each speaker's Lease last changed, by our clock.
+    fn observe_leases(&mut self, leases: &BTreeMap<String, Option<String>>) {
+        self.leases.retain(|n, _| leases.contains_key(n));
+        for (node, renew) in leases {
+            match self.leases.get(node) {
+                Some((r, _)) if r == renew => {}
+                _ => {
+                    self.leases.insert(node.clone(), (renew.clone(), Instant::now()));
+                }
+            }
+        }
+    }
+
+    fn speaker_alive(&self, node: &str) -> bool {
+        self.leases.get(node).is_some_and(|(_, since)| since.elapsed() < self.timeout)
+    }
+
+    fn services(&self, config: &Config) -> Vec<Svc> {
+        let class = self.args.lb_class.as_deref();
+        let mut out = Vec::new();
+        for svc in self.stores.services.items.values() {
+            let Some(spec) = &svc.spec else { continue };
+            if spec.type_.as_deref() != Some("LoadBalancer") || spec.load_balancer_class.as_deref() != class {
+                continue;
+            }
+            let k = key(svc);
+            // Only addresses inside a pool are ever announced (a status written by anyone
+            // else, to anything else, is ignored).
+            let ips: Vec<(IpAddr, Arc<str>)> = crate::controller::status_ips(svc)
+                .iter()
+                .filter_map(|s| s.parse::<IpAddr>().ok())
+                .filter_map(|ip| config.pool_of(ip).map(|p| (ip, Arc::from(p.name.as_str()))))
+                .collect();
+            if ips.is_empty() {
+                continue;
+            }
+            let labels: Labels = svc.metadata.labels.clone().unwrap_or_default();
+            let local = spec.external_traffic_policy.as_deref() == Some("Local");
+            let mut ready_nodes = BTreeSet::new();
+            if local {
+                for slice in self.stores.slices.items.values() {
+                    let owner = slice.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name"));
+                    if slice.metadata.namespace.as_deref() != Some(k.0.as_str()) || owner != Some(&k.1) {
+                        continue;
+                    }
+                    for ep in &slice.endpoints {
+                        let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+                        if let (true, Some(n)) = (ready, &ep.node_name) {
+                            ready_nodes.insert(n.clone());
+                        }
+                    }
+                }
+            }
+            out.push(Svc { key: k, assigned: Assigned { labels, ips }, local, ready_nodes });
+        }
+        out
+    }
+
+    /// This node's desired announcements, and what they mean per Service.
+    fn plan(&self, config: &Config) -> (Desired, Announced) {
+        let me = self.args.node_name.as_str();
+        let services = self.services(config);
+        let for_node = |n: &str| -> Vec<Assigned> {
+            services.iter().filter(|s| !s.local || s.ready_nodes.contains(n)).map(|s| s.assigned.clone()).collect()
+        };
+        let mut eligible: BTreeMap<IpAddr, Vec<&str>> = BTreeMap::new();
+        let mut mine = BTreeMap::new();
+        let mut me_alive = false;
+        for n in self.stores.nodes.items.values() {
+            let name = n.metadata.name.as_deref().unwrap_or_default();
+            if !node_ready(n) || !self.speaker_alive(name) {
+                continue;
+            }
+            let node = plan::Node::new(name, n.metadata.labels.clone().unwrap_or_default());
+            let l2 = plan::l2(config, &node, &for_node(name));
+            for ip in l2.keys() {
+                eligible.entry(*ip).or_default().push(name);
+            }
+            if name == me {
+                me_alive = true;
+                mine = l2;
+            }
+        }
+        // Who answers for each address now, as the status objects say.
+        let mut current: BTreeMap<IpAddr, Vec<&str>> = BTreeMap::new();
+        for st in self.stores.l2_statuses.items.values() {
+            let Some(s) = &st.status else { continue };
+            let (Some(ns), Some(name), Some(node)) = (&s.service_namespace, &s.service_name, &s.node) else { continue };
+            if let Some(svc) = services.iter().find(|v| v.key.0 == *ns && v.key.1 == *name) {
+                for (ip, _) in &svc.assigned.ips {
+                    current.entry(*ip).or_default().push(node.as_str());
+                }
+            }
+        }
+        let mut desired = Desired::default();
+        for (ip, target) in mine {
+            let nodes = &eligible[&ip];
+            let claimed = current.get(&ip).and_then(|c| {
+                plan::owner(ip, c.iter().filter(|n| nodes.contains(n)).copied().collect::<Vec<_>>().as_slice(), None)
+            });
+            if plan::owner(ip, nodes, claimed) == Some(me) {
+                desired.l2.insert(ip, target);
+            }
+        }
+        let me_node = self.stores.nodes.items.values().find(|n| n.metadata.name.as_deref() == Some(me));
+        let labels = me_node.and_then(|n| n.metadata.labels.clone()).unwrap_or_default();
+        let routed = if me_alive { for_node(me) } else { Vec::new() };
+        desired.bgp = plan::bgp(config, &plan::Node::new(me, labels), &routed);
+
+        let mut announced = Announced::default();
+        for s in &services {
+            for (ip, _) in &s.assigned.ips {
+                if let Some(t) = desired.l2.get(ip) {
+                    announced.l2.entry(s.key.clone()).or_default().extend(t.interfaces.iter().cloned());
+                }
+                for (peer, session) in &desired.bgp {
+                    if session.routes.keys().any(|net| net.contains(ip)) {
+                        announced.bgp.entry(s.key.clone()).or_default().insert(peer.clone());
+                    }
+                }
+            }
+        }
+        (desired, announced)
+    }
+
+    async fn pass(&mut self) -> Result<()> {
+        let leases: BTreeMap<String, Option<String>> = self
+            .stores
+            .leases
+            .items
+            .values()
+            .filter_map(|l| {
+                let name = l.metadata.name.as_deref()?.strip_prefix(LEASE_PREFIX)?;
+                Some((name.to_string(), l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0.to_string())))
+            })
+            .collect();
+        self.observe_leases(&leases);
+        self.refresh_config();
+        let Some(config) = self.config.clone() else { return Ok(()) };
+        let (desired, announced) = self.plan(&config);
+        if let Some(l2) = &self.l2 {
+            l2.reconcile(&desired).await.map_err(Error::Announce)?;
+        } else if !desired.l2.is_empty() {
+            tracing::error!("this node should answer ARP/NDP but the L2 announcer could not start (CAP_NET_RAW?)");
+        }
+        self.bgp.reconcile(&desired).await.map_err(Error::Announce)?;
+        if announced != self.announced {
+            self.report(&announced).await;
+            self.announced = announced;
+        }
+        Ok(())
+    }
+
+    /// Status objects and Events for what changed.
+    async fn report(&mut self, now: &Announced) {
+        let me = self.args.node_name.clone();
+        for (k, ifaces) in &now.l2 {
+            match self.announced.l2.get(k) {
+                Some(before) if before == ifaces => continue,
+                Some(_) => {}
+                None => {
+                    tracing::info!(service = %format!("{}/{}", k.0, k.1), "announcing in L2 mode from this node");
+                    self.node_assigned(k, "layer2").await;
+                }
+            }
+            let status = json!({"node": me, "serviceName": k.1, "serviceNamespace": k.0,
+                "interfaces": ifaces.iter().map(|i| json!({"name": i})).collect::<Vec<_>>()});
+            self.put_status::<crds::ServiceL2Status>("l2", k, status).await;
+        }
+        for (k, peers) in &now.bgp {
+            match self.announced.bgp.get(k) {
+                Some(before) if before == peers => continue,
+                Some(_) => {}
+                None => {
+                    tracing::info!(service = %format!("{}/{}", k.0, k.1), "announcing over BGP from this node");
+                    self.node_assigned(k, "bgp").await;
+                }
+            }
+            let status = json!({"node": me, "serviceName": k.1, "serviceNamespace": k.0, "peers": peers});
+            self.put_status::<crds::ServiceBGPStatus>("bgp", k, status).await;
+        }
+        let gone_l2: Vec<_> = self.announced.l2.keys().filter(|k| !now.l2.contains_key(*k)).cloned().collect();
+        for k in gone_l2 {
+            self.delete_status::<crds::ServiceL2Status>(&status_name("l2", &k, &me)).await;
+        }
+        let gone_bgp: Vec<_> = self.announced.bgp.keys().filter(|k| !now.bgp.contains_key(*k)).cloned().collect();
+        for k in gone_bgp {
+            self.delete_status::<crds::ServiceBGPStatus>(&status_name("bgp", &k, &me)).await;
+        }
+    }
+
+    async fn node_assigned(&self, k: &(String, String), protocol: &str) {
+        let Some(svc) = self.stores.services.items.get(k) else { return };
+        let ev = Event {
+            type_: EventType::Normal,
+            reason: "nodeAssigned".into(),
+            note: Some(format!("announcing from node \"{}\" with protocol \"{protocol}\"", self.args.node_name)),
+            action: "Announce".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &svc.object_ref(&())).await {
+            tracing::debug!(error = %e, "cannot publish an event");
+        }
+    }
+
+    async fn put_status<K>(&self, kind: &str, k: &(String, String), status: serde_json::Value)
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &self.args.namespace);
+        let name = status_name(kind, k, &self.args.node_name);
+        let obj = json!({
+            "apiVersion": K::api_version(&()), "kind": K::kind(&()),
+            "metadata": {"name": name, "labels": {
+                "metallb.io/node": self.args.node_name, "metallb.io/service-name": k.1,
+                "metallb.io/service-namespace": k.0}},
+            "spec": {},
+        });
+        let pp = PatchParams::apply(MANAGER).force();
+        let result = match api.patch(&name, &pp, &Patch::Apply(&obj)).await {
+            Ok(_) => api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": status}))).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(%name, error = %e, "cannot write a status object");
+        }
+    }
+
+    async fn delete_status<K>(&self, name: &str)
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &self.args.namespace);
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => tracing::warn!(%name, error = %e, "cannot delete a status object"),
+        }
+    }
+}
+
+/// Keeps this speaker's liveness Lease renewed until `stop`; then deletes it, so that the
+/// other speakers take this node's addresses over at once.
+async fn liveness(api: Api<Lease>, node: String, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let name = format!("{LEASE_PREFIX}{node}");
+    loop {
+        let lease = Lease {
+            metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(node.clone()),
+                renew_time: Some(MicroTime(Timestamp::now())),
+                lease_duration_seconds: Some(i32::try_from(every.as_secs() * 5).unwrap_or(i32::MAX)),
+                ..Default::default()
+            }),
+        };
+        let r = match api.get_opt(&name).await {
+            Ok(Some(mut old)) => {
+                old.spec = lease.spec;
+                api.replace(&name, &PostParams::default(), &old).await.map(drop)
+            }
+            Ok(None) => api.create(&PostParams::default(), &lease).await.map(drop),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = r {
+            tracing::warn!(lease = %name, error = %e, "cannot renew this speaker's liveness lease");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|&v| v) => break,
+        }
+    }
+    let _ = api.delete(&name, &DeleteParams::default()).await;
+}
+
+/// Runs the speaker until SIGINT or SIGTERM; then withdraws everything.
+pub async fn run(args: Args) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let sig = |k: SignalKind| signal(k).map_err(|e| Error::Invalid(format!("cannot install a signal handler: {e}")));
+    let (mut term, mut int) = (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?);
+    let dur = |flag: &str, v: &str| {
+        lbcore::config::duration::parse(v).map_err(|e| Error::Invalid(format!("--{flag} {v:?}: {e}")))
+    };
+    let renew = dur("liveness-renew", &args.liveness_renew)?;
+    let timeout = dur("liveness-timeout", &args.liveness_timeout)?;
+    if renew.is_zero() || timeout <= renew {
+        return Err(Error::Invalid("need 0 < --liveness-renew < --liveness-timeout".into()));
+    }
+    let settings = args.l2.settings()?;
+    let client =
+        Client::try_default().await.map_err(|e| Error::Invalid(format!("cannot reach the Kubernetes API: {e}")))?;
+    let l2 = match L2Announcer::start(settings) {
+        Ok(l2) => Some(l2),
+        Err(e) => {
+            tracing::warn!(error = %e, "L2 mode is off on this node");
+            None
+        }
+    };
+    let bgp = BgpAnnouncer::new();
+    if args.bgp_listen != "off" {
+        let addr: std::net::SocketAddr = args
+            .bgp_listen
+            .parse()
+            .map_err(|_| Error::Invalid(format!("--bgp-listen {:?}: not an address:port", args.bgp_listen)))?;
+        if let Err(e) = bgp.listen(addr) {
+            tracing::warn!(%addr, error = %e, "cannot listen for BGP connections; connecting to peers only");
+        }
+    }
+    let ns = args.namespace.clone();
+    let reporter = Reporter { controller: "lb-speaker".into(), instance: Some(args.node_name.clone()) };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let live = tokio::spawn(liveness(Api::namespaced(client.clone(), &ns), args.node_name.clone(), renew, stop));
+
+    let mut stores = Stores::default();
+    let mut watches = stores.watch_config(&client, &ns);
+    watches.push(stores.watch(Api::<Service>::all(client.clone()), Update::Service));
+    watches.push(stores.watch(Api::all(client.clone()), Update::Node));
+    watches.push(stores.watch(Api::all(client.clone()), Update::Slice));
+    watches.push(stores.watch(Api::namespaced(client.clone(), &ns), Update::L2Status));
+    watches.push(stores.watch(Api::namespaced(client.clone(), &ns), Update::Lease));
+    let mut updates = stream::select_all(watches);
+    tracing::info!(node = %args.node_name, namespace = %ns, "speaker started");
+    let mut me = Speaker {
+        args,
+        client,
+        recorder,
+        stores,
+        leases: BTreeMap::new(),
+        timeout,
+        config: None,
+        reported_errors: Vec::new(),
+        l2,
+        bgp,
+        announced: Announced::default(),
+    };
+    let settle = Duration::from_millis(50);
+    let mut next_pass = Instant::now();
+    let mut dirty = true;
+    // Liveness is judged by time passing too, not only by events.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let result = loop {
+        let can_pass = dirty && me.stores.ready();
+        tokio::select! {
+            _ = term.recv() => break Ok(()),
+            _ = int.recv() => break Ok(()),
+            _ = tick.tick() => dirty = true,
+            u = updates.next() => match u {
+                Some(u) => {
+                    me.stores.apply(u);
+                    if !dirty {
+                        next_pass = Instant::now() + settle;
+                    }
+                    dirty = true;
+                }
+                None => break Err(Error::Invalid("every watch ended".into())),
+            },
+            _ = tokio::time::sleep_until(next_pass), if can_pass => {
+                dirty = false;
+                if let Err(e) = me.pass().await {
+                    break Err(e);
+                }
+            }
+        }
+    };
+    tracing::info!("stopping: withdrawing everything");
+    if let Some(l2) = &me.l2 {
+        let _ = l2.shutdown().await;
+    }
+    let _ = me.bgp.shutdown().await;
+    let _ = stop_tx.send(true);
+    let _ = live.await;
+    let gone = Announced::default();
+    me.report(&gone).await;
+    result
+}

@@ -1,0 +1,95 @@
+//! `lb speaker` end to end with real parts: the real controller and speaker against the fake
+//! API server, the speaker in a network namespace, real `arping` from a client namespace
+//! asking for the address the controller assigned. Needs root, arping and socat (installed
+//! by ./scripts/test as root); without them it says SKIPPED, under CI=true it fails.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::cluster::{Cluster, NS};
+use support::{eventually, prerequisites, veth, Netns, Proc};
+
+const TOOLS: &[&str] = &["ip", "arping", "socat"];
+
+fn arping(cli: &Netns, ip: &str) -> Option<String> {
+    let o = cli.exec("arping", &["-r", "-c", "1", "-w", "1", "-i", "eth0", ip]);
+    let mac = String::from_utf8_lossy(&o.stdout).trim().to_lowercase();
+    (o.status.success() && !mac.is_empty()).then_some(mac)
+}
+
+#[test]
+fn the_speaker_answers_arp_for_the_address_the_controller_assigned() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let c = Cluster::new("spk");
+    let node = Netns::new("kn");
+    let cli = Netns::new("kc");
+    veth(&node, &cli, "eth0");
+    node.ip(&["addr", "add", "10.77.0.1/24", "dev", "eth0"]);
+    cli.ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]);
+
+    // The speaker's namespace reaches the API server (in this process) through a Unix socket.
+    let sock = c.dir.path("api.sock");
+    c.api.serve_unix(&sock).expect("unix socket");
+    let fwd = format!("UNIX-CONNECT:{}", sock.display());
+    let _socat =
+        Proc::spawn(node.cmd("socat", &["TCP-LISTEN:6443,bind=127.0.0.1,fork,reuseaddr", &fwd]), &c.dir.0, "socat");
+    let kubeconfig = c.dir.path("kubeconfig-node");
+    let text = std::fs::read_to_string(c.dir.path("kubeconfig")).unwrap();
+    let text = text.replace(&format!("http://{}", c.api.addr), "http://127.0.0.1:6443");
+    std::fs::write(&kubeconfig, text).unwrap();
+
+    c.node("n1", json!({"rack": "r1"}));
+    c.pool("lan", json!({"addresses": ["10.77.0.100-10.77.0.110"]}));
+    c.create("metallb.io", "l2advertisements", NS, json!({"metadata": {"name": "lan"}}));
+    let _ctl = c.controller("ctl");
+    let lb = env!("CARGO_BIN_EXE_lb");
+    let mut cmd =
+        node.cmd(lb, &["speaker", "--node-name", "n1", "--liveness-renew", "500ms", "--liveness-timeout", "3s"]);
+    cmd.env("KUBECONFIG", &kubeconfig).env("RUST_LOG", "info");
+    let mut speaker = Proc::spawn(cmd, &c.dir.0, "speaker");
+
+    c.service("www", json!({}), json!([{"port": 80}]));
+    assert!(eventually(Duration::from_secs(15), || c.ips("web", "www") == ["10.77.0.100"]), "no IP assigned");
+    let mac = node.mac("eth0").to_lowercase();
+    let answered = eventually(Duration::from_secs(15), || arping(&cli, "10.77.0.100").as_deref() == Some(mac.as_str()));
+    assert!(answered, "no ARP reply from the speaker's node; speaker said:\n{}", speaker.stderr());
+    assert!(arping(&cli, "10.77.0.101").is_none(), "an unassigned address is not answered");
+
+    // Who answers is visible in the API, as MetalLB shows it.
+    let statuses = c.list("metallb.io", "servicel2statuses", NS);
+    let st = statuses.iter().find(|s| s["status"]["serviceName"] == "www").expect("a ServiceL2Status");
+    assert_eq!(st["status"]["node"], "n1");
+    assert_eq!(st["metadata"]["labels"]["metallb.io/node"], "n1");
+    let assigned = c.events("web").iter().any(|e| e["reason"] == "nodeAssigned" && e["regarding"]["name"] == "www");
+    assert!(assigned, "a nodeAssigned event");
+
+    // A node the API excludes from load balancers stops answering, and says so.
+    c.patch(
+        "",
+        "nodes",
+        "",
+        "n1",
+        json!({"metadata": {"labels": {"node.kubernetes.io/exclude-from-external-load-balancers": ""}}}),
+    );
+    assert!(eventually(Duration::from_secs(10), || arping(&cli, "10.77.0.100").is_none()), "still answering");
+    assert!(eventually(Duration::from_secs(5), || c.list("metallb.io", "servicel2statuses", NS).is_empty()));
+    c.patch(
+        "",
+        "nodes",
+        "",
+        "n1",
+        json!({"metadata": {"labels": {"node.kubernetes.io/exclude-from-external-load-balancers": null}}}),
+    );
+    assert!(eventually(Duration::from_secs(10), || arping(&cli, "10.77.0.100").as_deref() == Some(mac.as_str())));
+
+    // SIGTERM: it stops answering, removes its status and its liveness Lease, and exits 0.
+    speaker.signal("TERM");
+    assert_eq!(speaker.wait(Duration::from_secs(10)), Some(0), "{}", speaker.stderr());
+    assert!(arping(&cli, "10.77.0.100").is_none());
+    assert!(c.list("metallb.io", "servicel2statuses", NS).is_empty());
+    assert!(c.list("coordination.k8s.io", "leases", NS).iter().all(|l| l["metadata"]["name"] != "lb-speaker-n1"));
+}

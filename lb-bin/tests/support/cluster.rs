@@ -1,0 +1,127 @@
+//! A fake Kubernetes API server (the `fakeapi` crate, in this process) for end-to-end tests
+//! of `lb controller` and `lb speaker`, with helpers to create and read objects directly.
+
+use std::process::Command;
+
+use fakeapi::store::resource;
+use fakeapi::FakeApi;
+use serde_json::{json, Value};
+
+use super::{Proc, Scratch};
+
+/// The config namespace.
+pub const NS: &str = "metallb-system";
+
+/// A fake API server with a scratch directory holding its kubeconfig.
+pub struct Cluster {
+    pub api: FakeApi,
+    pub dir: Scratch,
+}
+
+impl Cluster {
+    pub fn new(tag: &str) -> Cluster {
+        let api = FakeApi::start_background().expect("fake API server");
+        let dir = Scratch::new(tag);
+        std::fs::write(dir.path("kubeconfig"), api.kubeconfig()).unwrap();
+        let c = Cluster { api, dir };
+        c.create("", "namespaces", "", json!({"metadata": {"name": NS}}));
+        c.create("", "namespaces", "", json!({"metadata": {"name": "web", "labels": {"team": "web"}}}));
+        c
+    }
+
+    pub fn create(&self, group: &str, plural: &str, ns: &str, obj: Value) -> Value {
+        let res = resource(group, plural).expect("a known resource");
+        self.api.shared.with(|s| s.create(res, ns, obj)).expect("create")
+    }
+
+    pub fn delete(&self, plural: &str, ns: &str, name: &str) {
+        let res = resource("", plural).unwrap();
+        self.api.shared.with(|s| s.delete(res, ns, name)).expect("delete");
+    }
+
+    /// A merge patch of an object's main resource.
+    pub fn patch(&self, group: &str, plural: &str, ns: &str, name: &str, p: Value) {
+        let res = resource(group, plural).unwrap();
+        self.api
+            .shared
+            .with(|s| s.patch(res, ns, name, fakeapi::store::Part::Main, "application/merge-patch+json", &p))
+            .expect("patch");
+    }
+
+    pub fn get(&self, plural: &str, ns: &str, name: &str) -> Value {
+        let res = resource("", plural).unwrap();
+        self.api.shared.with(|s| s.get(res, ns, name)).unwrap_or(Value::Null)
+    }
+
+    pub fn ips(&self, ns: &str, name: &str) -> Vec<String> {
+        let svc = self.get("services", ns, name);
+        svc["status"]["loadBalancer"]["ingress"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|i| i["ip"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn writes(&self, what: &str) -> u64 {
+        self.api.shared.with(|s| s.writes())[what].as_u64().unwrap_or(0)
+    }
+
+    pub fn events(&self, ns: &str) -> Vec<Value> {
+        let res = resource("events.k8s.io", "events").unwrap();
+        self.api.shared.with(|s| s.list(res, Some(ns)))
+    }
+
+    pub fn pool(&self, name: &str, spec: Value) {
+        self.create("metallb.io", "ipaddresspools", NS, json!({"metadata": {"name": name}, "spec": spec}));
+    }
+
+    pub fn service(&self, name: &str, annotations: Value, ports: Value) {
+        self.create(
+            "",
+            "services",
+            "web",
+            json!({"metadata": {"name": name, "annotations": annotations},
+                   "spec": {"type": "LoadBalancer", "ports": ports}}),
+        );
+    }
+
+    pub fn controller(&self, identity: &str) -> Proc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lb"));
+        cmd.args([
+            "controller",
+            "--identity",
+            identity,
+            "--lease-duration",
+            "3s",
+            "--renew-deadline",
+            "2s",
+            "--lease-retry",
+            "500ms",
+        ])
+        .env("KUBECONFIG", self.dir.path("kubeconfig"))
+        .env("RUST_LOG", "info");
+        Proc::spawn(cmd, &self.dir.0, identity)
+    }
+
+    pub fn holder(&self) -> Option<String> {
+        let res = resource("coordination.k8s.io", "leases").unwrap();
+        let lease = self.api.shared.with(|s| s.get(res, NS, "lb-controller")).ok()?;
+        lease["spec"]["holderIdentity"].as_str().map(str::to_string)
+    }
+
+    /// A Ready Node with `labels`.
+    pub fn node(&self, name: &str, labels: Value) {
+        self.create("", "nodes", "", json!({"metadata": {"name": name, "labels": labels}}));
+        let res = resource("", "nodes").unwrap();
+        let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        self.api
+            .shared
+            .with(|s| s.patch(res, "", name, fakeapi::store::Part::Status, "application/merge-patch+json", &status))
+            .expect("node status");
+    }
+
+    /// Objects of a namespaced resource.
+    pub fn list(&self, group: &str, plural: &str, ns: &str) -> Vec<Value> {
+        let res = resource(group, plural).unwrap();
+        self.api.shared.with(|s| s.list(res, Some(ns)))
+    }
+}
