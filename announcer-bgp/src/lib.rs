@@ -196,6 +196,32 @@ impl BgpAnnouncer {
     }
 }
 
+/// Counters of one BGP session, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Whether the session is established.
+    pub up: bool,
+    /// UPDATE messages sent since the speaker started the session.
+    pub updates_sent: u64,
+    /// Prefixes announced to the peer now.
+    pub prefixes: usize,
+}
+
+impl BgpAnnouncer {
+    /// Counters per session (BGPPeer name).
+    pub fn stats(&self) -> BTreeMap<String, PeerStats> {
+        let mut out = BTreeMap::new();
+        if let Ok(peers) = self.peers.try_lock() {
+            for (name, r) in peers.iter() {
+                let st = r.peer.status.borrow();
+                let up = st.state == State::Established;
+                out.insert(name.clone(), PeerStats { up, updates_sent: st.updates_sent, prefixes: st.routes });
+            }
+        }
+        out
+    }
+}
+
 #[async_trait::async_trait]
 impl Announcer for BgpAnnouncer {
     async fn reconcile(&self, desired: &Desired) -> Result<(), AnnounceError> {

@@ -82,6 +82,26 @@ pub struct WorkerShared {
     pub answering: Mutex<BTreeSet<IpAddr>>,
 }
 
+/// Frames counted per address, for metrics (kept for the life of the announcer).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct L2Counts {
+    /// ARP requests and Neighbor Solicitations received for the address.
+    pub requests: u64,
+    /// Replies (ARP replies, Neighbor Advertisements) sent for it.
+    pub responses: u64,
+    /// Gratuitous ARPs and unsolicited Neighbor Advertisements sent for it.
+    pub gratuitous: u64,
+}
+
+/// Counters shared by every worker.
+pub type Counters = Arc<Mutex<BTreeMap<IpAddr, L2Counts>>>;
+
+fn count(c: &Counters, ip: IpAddr, f: impl FnOnce(&mut L2Counts)) {
+    if let Ok(mut m) = c.lock() {
+        f(m.entry(ip).or_default());
+    }
+}
+
 impl WorkerShared {
     /// Replaces the addresses to answer for.
     pub fn set_ips(&self, ips: BTreeSet<IpAddr>) {
@@ -103,7 +123,12 @@ pub struct Worker {
 
 impl Worker {
     /// Opens the interface and starts answering (for nothing yet).
-    pub fn start(iface: &NetworkInterface, mac: MacAddr, settings: &L2Settings) -> io::Result<Worker> {
+    pub fn start(
+        iface: &NetworkInterface,
+        mac: MacAddr,
+        settings: &L2Settings,
+        counters: Counters,
+    ) -> io::Result<Worker> {
         let (tx, rx) = open(iface)?;
         let shared = Arc::new(WorkerShared::default());
         let state = Loop {
@@ -117,6 +142,7 @@ impl Worker {
             seen: u64::MAX,
             schedule: BTreeMap::new(),
             groups: Groups::default(),
+            counters,
         };
         let handle = std::thread::Builder::new().name(format!("l2-{}", iface.name)).spawn(move || state.run())?;
         Ok(Worker { shared, handle: Some(handle) })
@@ -206,6 +232,7 @@ struct Loop {
     seen: u64,
     schedule: BTreeMap<IpAddr, Pending>,
     groups: Groups,
+    counters: Counters,
 }
 
 impl Loop {
@@ -237,8 +264,15 @@ impl Loop {
             if let Some(frame) = frame {
                 // Re-read the owned set first: an address given up a moment ago is not answered.
                 self.refresh();
+                let asked = self.responder.asked(&frame);
+                if let Some(ip) = asked {
+                    count(&self.counters, ip, |c| c.requests += 1);
+                }
                 if let Some(out) = self.responder.on_frame(Instant::now(), &frame) {
                     self.send(&out.to_bytes());
+                    if let Some(ip) = asked {
+                        count(&self.counters, ip, |c| c.responses += 1);
+                    }
                 }
             }
         }
@@ -276,6 +310,7 @@ impl Loop {
         for ip in due {
             for out in self.responder.announcements(ip) {
                 self.send(&out.to_bytes());
+                count(&self.counters, ip, |c| c.gratuitous += 1);
             }
             let refresh = self.settings.garp_refresh;
             let interval = self.settings.announce_interval;

@@ -20,6 +20,8 @@
 
 pub mod interfaces;
 mod io;
+
+pub use io::L2Counts;
 pub mod responder;
 pub mod wire;
 
@@ -71,6 +73,7 @@ struct Inner {
     dirty: Mutex<bool>,
     stop: AtomicBool,
     status: Mutex<BTreeMap<IpAddr, IpStatus>>,
+    counters: io::Counters,
 }
 
 /// The L2 announcer. Starting it checks for CAP_NET_RAW and spawns the manager thread.
@@ -99,6 +102,7 @@ impl L2Announcer {
             dirty: Mutex::new(true),
             stop: AtomicBool::new(false),
             status: Mutex::new(BTreeMap::new()),
+            counters: Arc::default(),
         });
         let m = Arc::clone(&inner);
         let handle = std::thread::Builder::new()
@@ -106,6 +110,11 @@ impl L2Announcer {
             .spawn(move || manager(&m))
             .map_err(|e| AnnounceError::Fatal(format!("cannot start the L2 manager thread: {e}")))?;
         Ok(L2Announcer { inner, manager: Mutex::new(Some(handle)) })
+    }
+
+    /// Frames counted per address since start (for metrics).
+    pub fn counters(&self) -> BTreeMap<IpAddr, L2Counts> {
+        self.inner.counters.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     fn poke(&self) {
@@ -155,7 +164,7 @@ fn manager(inner: &Inner) {
             if !workers.contains_key(name) {
                 let Some(ni) = host.iter().find(|i| &i.name == name) else { continue };
                 let Some(mac) = ni.mac else { continue };
-                match io::Worker::start(ni, mac, &inner.settings) {
+                match io::Worker::start(ni, mac, &inner.settings, Arc::clone(&inner.counters)) {
                     Ok(w) => {
                         workers.insert(name.clone(), (ni.index, mac, w));
                     }

@@ -127,6 +127,17 @@ impl Responder {
         &self.ips
     }
 
+    /// The owned address a frame asks about (an ARP request or a Neighbor Solicitation for
+    /// it), if any: what counts as a request received, per address.
+    pub fn asked(&self, frame: &Frame) -> Option<IpAddr> {
+        let ip = match frame {
+            Frame::Arp(_, arp) if arp.operation == ArpOp::Request => IpAddr::V4(arp.target_protocol_addr),
+            Frame::Ndisc(_, _, NdiscRepr::NeighborSolicit { target, .. }) => IpAddr::V6(*target),
+            _ => return None,
+        };
+        self.ips.contains(&ip).then_some(ip)
+    }
+
     /// What to send in answer to `frame`, if anything.
     pub fn on_frame(&mut self, now: Instant, frame: &Frame) -> Option<Outgoing> {
         let eth = match frame {

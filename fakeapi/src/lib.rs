@@ -45,13 +45,45 @@ use store::{ApiError, Part, Store, RESOURCES};
 
 type Reply = Response<BoxBody<Bytes, Infallible>>;
 
+/// One request, as Kubernetes' authorizer sees it (for tests of RBAC rules).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// The bearer token of the request (the fake's stand-in for a user).
+    pub user: String,
+    /// `get`, `list`, `watch`, `create`, `update`, `patch` or `delete`.
+    pub verb: &'static str,
+    /// API group.
+    pub group: &'static str,
+    /// Resource, with `/status` for the subresource.
+    pub resource: String,
+    /// Namespace, for namespaced requests.
+    pub namespace: Option<String>,
+}
+
+/// How many requests are remembered.
+const ACCESS_LOG: usize = 100_000;
+
 /// The server's shared state.
 #[derive(Default)]
 pub struct Shared {
     store: Mutex<Store>,
+    accesses: Mutex<Vec<Access>>,
 }
 
 impl Shared {
+    /// Every request served so far (the first 100,000).
+    pub fn accesses(&self) -> Vec<Access> {
+        self.accesses.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    fn record(&self, a: Access) {
+        if let Ok(mut v) = self.accesses.lock() {
+            if v.len() < ACCESS_LOG {
+                v.push(a);
+            }
+        }
+    }
+
     /// Runs `f` on the store (for tests that set up or inspect objects directly).
     pub fn with<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
         let mut s = self.store.lock().unwrap_or_else(|p| p.into_inner());
@@ -123,11 +155,16 @@ impl FakeApi {
 
     /// A kubeconfig that points at this server.
     pub fn kubeconfig(&self) -> String {
+        self.kubeconfig_for("fake")
+    }
+
+    /// A kubeconfig whose requests carry `user` as their bearer token (see [`Access`]).
+    pub fn kubeconfig_for(&self, user: &str) -> String {
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\n\
-             users:\n- name: fake\n  user:\n    token: fake\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\n\
+             users:\n- name: fake\n  user:\n    token: {user}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\n\
              current-context: fake\n",
-            self.addr
+            self.addr,
         )
     }
 }
@@ -359,6 +396,32 @@ async fn handle(state: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Inf
         )));
     };
     let method = req.method().clone();
+    let user = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
+    let verb = match (&method, &r.name) {
+        (&Method::GET, Some(_)) => "get",
+        (&Method::GET, None) if matches!(param("watch").as_deref(), Some("true" | "1")) => "watch",
+        (&Method::GET, None) => "list",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, _) => "delete",
+        _ => "other",
+    };
+    let resource = RESOURCES[r.res];
+    let sub = if r.part == Part::Status { "/status" } else { "" };
+    state.record(Access {
+        user,
+        verb,
+        group: resource.group,
+        resource: format!("{}{sub}", resource.plural),
+        namespace: r.ns.clone(),
+    });
     let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),

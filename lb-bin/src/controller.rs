@@ -37,6 +37,7 @@ use tokio::time::Instant;
 
 use crate::cluster::{Stores, Update};
 use crate::leader;
+use crate::metrics::ControllerMetrics;
 use crate::{Error, Result};
 
 /// Arguments of `lb controller`.
@@ -51,6 +52,9 @@ pub struct Args {
     /// This replica's identity in the Lease (default: host name and process ID).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, env = "LB_METRICS_ADDR", default_value = "0.0.0.0:7472")]
+    pub metrics_addr: std::net::SocketAddr,
     /// Name of the Lease the replicas elect a leader with.
     #[arg(long, env = "LB_LEASE_NAME", default_value = "lb-controller")]
     pub lease_name: String,
@@ -101,6 +105,7 @@ struct Controller {
     args: Args,
     recorder: Recorder,
     stores: Stores,
+    metrics: ControllerMetrics,
     /// The last configuration that validated.
     config: Option<Config>,
     /// The last configuration errors reported (reported again only when they change).
@@ -188,7 +193,9 @@ impl Controller {
             }
         };
         let class = self.args.lb_class.as_deref();
-        let (_alloc, outcomes) = batch::assign_all(&config.pools, &services, class);
+        let (alloc, outcomes) = batch::assign_all(&config.pools, &services, class);
+        self.metrics.pools(&alloc.stats());
+        drop(alloc);
         let mut writes = Vec::new();
         let mut ours = BTreeSet::new();
         for (svc, o) in services.iter().zip(outcomes) {
@@ -276,6 +283,7 @@ impl Controller {
 async fn execute(
     client: &Client,
     recorder: &Recorder,
+    metrics: &ControllerMetrics,
     writes: Vec<Write>,
     leading: &watch::Receiver<Option<Instant>>,
 ) -> (Vec<Service>, bool) {
@@ -319,11 +327,13 @@ async fn execute(
                     (Some(s), false)
                 }
                 Err(kube::Error::Api(e)) if e.code == 409 => {
+                    metrics.errors.with_label_values(&["conflict"]).inc();
                     // Computed from a stale version: re-read, and let the next pass decide.
                     (api.get_opt(&w.key.1).await.ok().flatten(), true)
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => (None, false),
                 Err(e) => {
+                    metrics.errors.with_label_values(&["api"]).inc();
                     tracing::warn!(service = %format!("{}/{}", w.key.0, w.key.1), error = %e, "cannot write status");
                     (None, true)
                 }
@@ -358,6 +368,9 @@ pub async fn run(args: Args) -> Result<()> {
     let (stop_tx, stop) = watch::channel(false);
     let election = tokio::spawn(leader::run(Api::<Lease>::namespaced(client.clone(), &ns), lease, leading_tx, stop));
 
+    let registry = prometheus::Registry::new();
+    let metrics = ControllerMetrics::new(&registry);
+    let ready = crate::metrics::start(args.metrics_addr, &registry).await?;
     let mut stores = Stores::default();
     let mut watches = stores.watch_config(&client, &ns);
     watches.push(stores.watch(Api::<Service>::all(client.clone()), Update::Service));
@@ -368,6 +381,7 @@ pub async fn run(args: Args) -> Result<()> {
         args,
         recorder,
         stores,
+        metrics,
         config: None,
         reported_errors: Vec::new(),
         reported_failures: BTreeMap::new(),
@@ -391,7 +405,11 @@ pub async fn run(args: Args) -> Result<()> {
             _ = int.recv() => break,
             u = updates.next() => match u {
                 Some(u) => {
+                    if matches!(u, Update::Failed(_)) {
+                        me.metrics.errors.with_label_values(&["watch"]).inc();
+                    }
                     me.stores.apply(u);
+                    ready.store(me.stores.ready(), std::sync::atomic::Ordering::SeqCst);
                     if !dirty {
                         next_pass = Instant::now() + settle;
                     }
@@ -404,7 +422,7 @@ pub async fn run(args: Args) -> Result<()> {
                 dirty = false;
                 let writes = me.pass().await;
                 if !writes.is_empty() {
-                    let (updated, again) = execute(&me.client, &me.recorder, writes, &leading).await;
+                    let (updated, again) = execute(&me.client, &me.recorder, &me.metrics, writes, &leading).await;
                     for s in updated {
                         me.stores.services.put(s);
                     }

@@ -4,11 +4,14 @@
 //! returns its errors to `main`, which alone decides exit codes.
 
 pub mod check;
+pub mod cli;
 pub mod cluster;
 pub mod controller;
 pub mod crds;
 pub mod host;
 pub mod leader;
+pub mod manifests;
+pub mod metrics;
 pub mod run;
 pub mod speaker;
 pub mod state;

@@ -4,33 +4,10 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use lb_bin::check::{self, Format};
-use lb_bin::{controller, run, speaker};
-
-#[derive(Parser)]
-#[command(name = "lb", version, about = "A load balancer for bare-metal Kubernetes, MetalLB-compatible")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Load and validate MetalLB configuration files, allocate addresses to the LoadBalancer
-    /// Services in them, and print the result.
-    Check(check::Args),
-    /// Do the whole job on this host: allocate and announce (L2 mode), reload on SIGHUP or
-    /// file change, withdraw on SIGINT/SIGTERM.
-    Run(run::Args),
-    /// Assign addresses to LoadBalancer Services in a Kubernetes cluster and write them to
-    /// Service status (one leader among replicas, by Lease).
-    Controller(controller::Args),
-    /// Announce, from this node, the addresses the controller assigned (L2 and BGP).
-    Speaker(speaker::Args),
-    /// Print the metallb.io CustomResourceDefinitions lb serves, as YAML.
-    Crds,
-}
+use lb_bin::cli::{Cli, Command};
+use lb_bin::{controller, manifests, run, speaker};
 
 fn fail(e: &lb_bin::Error) -> ExitCode {
     for line in e.lines() {
@@ -55,6 +32,10 @@ fn main() -> ExitCode {
         Command::Run(args) => serve(run::run(args)),
         Command::Controller(args) => serve(controller::run(args)),
         Command::Speaker(args) => serve(speaker::run(args)),
+        Command::Manifests(args) => match manifests::print(&args, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
         Command::Crds => match lb_bin::crds::print(&mut std::io::stdout().lock()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),

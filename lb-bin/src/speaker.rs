@@ -43,6 +43,7 @@ use tokio::time::Instant;
 
 use crate::cluster::{key, Stores, Update};
 use crate::crds;
+use crate::metrics::SpeakerMetrics;
 use crate::run::L2Flags;
 use crate::{Error, Result};
 
@@ -61,6 +62,9 @@ pub struct Args {
     /// Where to accept BGP connections from peers ("off": only connect to them).
     #[arg(long, env = "LB_BGP_LISTEN", default_value = "off")]
     pub bgp_listen: String,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, env = "LB_METRICS_ADDR", default_value = "0.0.0.0:7472")]
+    pub metrics_addr: std::net::SocketAddr,
     /// How often this speaker renews its liveness Lease (Go duration).
     #[arg(long, env = "LB_LIVENESS_RENEW", default_value = "2s")]
     pub liveness_renew: String,
@@ -104,6 +108,7 @@ struct Speaker {
     l2: Option<L2Announcer>,
     bgp: BgpAnnouncer,
     announced: Announced,
+    metrics: SpeakerMetrics,
 }
 
 fn node_ready(n: &Node) -> bool {
@@ -294,6 +299,24 @@ impl Speaker {
             tracing::error!("this node should answer ARP/NDP but the L2 announcer could not start (CAP_NET_RAW?)");
         }
         self.bgp.reconcile(&desired).await.map_err(Error::Announce)?;
+        let mut items = Vec::new();
+        for k in announced.l2.keys() {
+            let svc = format!("{}/{}", k.0, k.1);
+            for ip in self.stores.services.items.get(k).map(crate::controller::status_ips).unwrap_or_default() {
+                items.push((svc.clone(), "layer2", ip));
+            }
+        }
+        for k in announced.bgp.keys() {
+            let svc = format!("{}/{}", k.0, k.1);
+            for ip in self.stores.services.items.get(k).map(crate::controller::status_ips).unwrap_or_default() {
+                items.push((svc.clone(), "bgp", ip));
+            }
+        }
+        self.metrics.announced(&self.args.node_name, &items);
+        if let Some(l2) = &self.l2 {
+            self.metrics.layer2(&l2.counters());
+        }
+        self.metrics.bgp(&self.bgp.stats());
         if announced != self.announced {
             self.report(&announced).await;
             self.announced = announced;
@@ -468,6 +491,9 @@ pub async fn run(args: Args) -> Result<()> {
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let live = tokio::spawn(liveness(Api::namespaced(client.clone(), &ns), args.node_name.clone(), renew, stop));
 
+    let registry = prometheus::Registry::new();
+    let metrics = SpeakerMetrics::new(&registry);
+    let ready = crate::metrics::start(args.metrics_addr, &registry).await?;
     let mut stores = Stores::default();
     let mut watches = stores.watch_config(&client, &ns);
     watches.push(stores.watch(Api::<Service>::all(client.clone()), Update::Service));
@@ -489,6 +515,7 @@ pub async fn run(args: Args) -> Result<()> {
         l2,
         bgp,
         announced: Announced::default(),
+        metrics,
     };
     let settle = Duration::from_millis(50);
     let mut next_pass = Instant::now();
@@ -516,6 +543,7 @@ pub async fn run(args: Args) -> Result<()> {
                 if let Err(e) = me.pass().await {
                     break Err(e);
                 }
+                ready.store(true, std::sync::atomic::Ordering::SeqCst);
             }
         }
     };

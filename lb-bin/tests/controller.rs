@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::cluster::{Cluster, NS};
+use support::cluster::{http_get, metrics_addr, Cluster, NS};
 use support::eventually;
 
 fn wait_ips(c: &Cluster, name: &str, want: &[&str]) {
@@ -54,12 +54,31 @@ fn services_get_addresses_pinned_and_shared_as_metallb_gives_them() {
     let allocated = c.events("web").iter().any(|e| e["reason"] == "IPAllocated" && e["regarding"]["name"] == "plain");
     assert!(allocated, "an IPAllocated event for web/plain");
 
+    // Metrics with MetalLB's names, and readiness.
+    let addr = metrics_addr(&ctl).expect("the metrics address in the log");
+    let (code, _) = http_get(&addr, "/readyz").expect("readyz");
+    assert_eq!(code, 200);
+    let (_, metrics) = http_get(&addr, "/metrics").expect("metrics");
+    for line in [
+        "metallb_allocator_addresses_in_use_total{pool=\"default\"} 3",
+        "metallb_allocator_addresses_in_use_total{pool=\"pinned\"} 1",
+        "metallb_allocator_addresses_total{pool=\"default\"} 8",
+        "metallb_allocator_addresses_total{pool=\"pinned\"} 2",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in:\n{metrics}");
+    }
+
     // Deleting a Service frees its address for the next one.
     c.delete("services", "web", "plain");
     c.service("next", json!({}), json!([{"port": 80}]));
     wait_ips(&c, "next", &["192.0.2.0"]);
     ctl.signal("TERM");
     assert_eq!(ctl.wait(Duration::from_secs(10)), Some(0), "{}", ctl.stderr());
+
+    // Everything it asked of the API is allowed by the RBAC of `lb manifests`.
+    let accesses = c.api.shared.accesses();
+    assert!(accesses.iter().any(|a| a.user == "lb-controller" && a.verb == "patch"));
+    assert_eq!(support::rbac::denied(&accesses, "lb-controller", "lb-controller"), Vec::<String>::new());
 }
 
 #[test]

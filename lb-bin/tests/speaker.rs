@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::cluster::{Cluster, NS};
+use support::cluster::{metrics_addr, Cluster, NS};
 use support::{eventually, prerequisites, veth, Netns, Proc};
 
 const TOOLS: &[&str] = &["ip", "arping", "socat"];
@@ -38,7 +38,7 @@ fn the_speaker_answers_arp_for_the_address_the_controller_assigned() {
     let _socat =
         Proc::spawn(node.cmd("socat", &["TCP-LISTEN:6443,bind=127.0.0.1,fork,reuseaddr", &fwd]), &c.dir.0, "socat");
     let kubeconfig = c.dir.path("kubeconfig-node");
-    let text = std::fs::read_to_string(c.dir.path("kubeconfig")).unwrap();
+    let text = std::fs::read_to_string(c.dir.path("kubeconfig-speaker")).unwrap();
     let text = text.replace(&format!("http://{}", c.api.addr), "http://127.0.0.1:6443");
     std::fs::write(&kubeconfig, text).unwrap();
 
@@ -67,6 +67,27 @@ fn the_speaker_answers_arp_for_the_address_the_controller_assigned() {
     let assigned = c.events("web").iter().any(|e| e["reason"] == "nodeAssigned" && e["regarding"]["name"] == "www");
     assert!(assigned, "a nodeAssigned event");
 
+    // Metrics with MetalLB's names (read from inside the node's namespace).
+    let addr = metrics_addr(&speaker).expect("the metrics address in the log");
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let scrape = || {
+        let script =
+            format!("exec 3<>/dev/tcp/127.0.0.1/{port}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3");
+        String::from_utf8_lossy(&node.exec("bash", &["-c", &script]).stdout).into_owned()
+    };
+    let value = |text: &str, prefix: &str| -> u64 {
+        text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0)
+    };
+    let counted = eventually(Duration::from_secs(5), || {
+        let m = scrape();
+        m.contains(
+            "metallb_speaker_announced{ip=\"10.77.0.100\",node=\"n1\",protocol=\"layer2\",service=\"web/www\"} 1",
+        ) && value(&m, "metallb_layer2_requests_received{ip=\"10.77.0.100\"}") >= 1
+            && value(&m, "metallb_layer2_responses_sent{ip=\"10.77.0.100\"}") >= 1
+            && value(&m, "metallb_layer2_gratuitous_sent{ip=\"10.77.0.100\"}") >= 1
+    });
+    assert!(counted, "metrics:\n{}", scrape());
+
     // A node the API excludes from load balancers stops answering, and says so.
     c.patch(
         "",
@@ -92,4 +113,10 @@ fn the_speaker_answers_arp_for_the_address_the_controller_assigned() {
     assert!(arping(&cli, "10.77.0.100").is_none());
     assert!(c.list("metallb.io", "servicel2statuses", NS).is_empty());
     assert!(c.list("coordination.k8s.io", "leases", NS).iter().all(|l| l["metadata"]["name"] != "lb-speaker-n1"));
+
+    // Everything both processes asked of the API is allowed by the RBAC of `lb manifests`.
+    let accesses = c.api.shared.accesses();
+    assert!(accesses.iter().any(|a| a.user == "lb-speaker"), "the speaker's requests carry its token");
+    assert_eq!(support::rbac::denied(&accesses, "lb-speaker", "lb-speaker"), Vec::<String>::new());
+    assert_eq!(support::rbac::denied(&accesses, "lb-controller", "lb-controller"), Vec::<String>::new());
 }

@@ -22,7 +22,8 @@ impl Cluster {
     pub fn new(tag: &str) -> Cluster {
         let api = FakeApi::start_background().expect("fake API server");
         let dir = Scratch::new(tag);
-        std::fs::write(dir.path("kubeconfig"), api.kubeconfig()).unwrap();
+        std::fs::write(dir.path("kubeconfig"), api.kubeconfig_for("lb-controller")).unwrap();
+        std::fs::write(dir.path("kubeconfig-speaker"), api.kubeconfig_for("lb-speaker")).unwrap();
         let c = Cluster { api, dir };
         c.create("", "namespaces", "", json!({"metadata": {"name": NS}}));
         c.create("", "namespaces", "", json!({"metadata": {"name": "web", "labels": {"team": "web"}}}));
@@ -96,6 +97,8 @@ impl Cluster {
             "2s",
             "--lease-retry",
             "500ms",
+            "--metrics-addr",
+            "127.0.0.1:0",
         ])
         .env("KUBECONFIG", self.dir.path("kubeconfig"))
         .env("RUST_LOG", "info");
@@ -124,4 +127,24 @@ impl Cluster {
         let res = resource(group, plural).unwrap();
         self.api.shared.with(|s| s.list(res, Some(ns)))
     }
+}
+
+/// The address a process said it serves /metrics on (from its log).
+pub fn metrics_addr(p: &Proc) -> Option<String> {
+    let log = p.stderr();
+    let line = log.lines().find(|l| l.contains("serving /metrics"))?;
+    let at = line.split_whitespace().find_map(|w| w.strip_prefix("addr="))?;
+    Some(at.trim_matches('"').to_string())
+}
+
+/// `GET path` over plain HTTP/1.0: the status code and the body.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
 }

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset of these helpers.
 
 pub mod cluster;
+pub mod rbac;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

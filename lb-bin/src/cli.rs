@@ -1,0 +1,36 @@
+//! The command line of `lb`: its subcommands and their arguments (in the library so that
+//! tests can check that what `lb manifests` writes into pod specs parses).
+
+use clap::{Parser, Subcommand};
+
+use crate::{check, controller, manifests, run, speaker};
+
+/// `lb`.
+#[derive(Debug, Parser)]
+#[command(name = "lb", version, about = "A load balancer for bare-metal Kubernetes, MetalLB-compatible")]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load and validate MetalLB configuration files, allocate addresses to the LoadBalancer
+    /// Services in them, and print the result.
+    Check(check::Args),
+    /// Do the whole job on this host: allocate and announce (L2 mode), reload on SIGHUP or
+    /// file change, withdraw on SIGINT/SIGTERM.
+    Run(run::Args),
+    /// Assign addresses to LoadBalancer Services in a Kubernetes cluster and write them to
+    /// Service status (one leader among replicas, by Lease).
+    Controller(controller::Args),
+    /// Announce, from this node, the addresses the controller assigned (L2 and BGP).
+    Speaker(speaker::Args),
+    /// Print the metallb.io CustomResourceDefinitions lb serves, as YAML.
+    Crds,
+    /// Print a complete install manifest (namespace, CRDs, RBAC, controller, speaker) as YAML,
+    /// for `lb manifests | kubectl apply -f -`.
+    Manifests(manifests::Args),
+}
