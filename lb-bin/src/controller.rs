@@ -240,11 +240,15 @@ impl Controller {
                 if let Some(n) = &o.note {
                     note = format!("{note} ({n})");
                 }
+                // kube's Recorder folds events with the same reason and action on one object
+                // into a series that keeps the first note; a move must not read as the first
+                // allocation again, so it has an action of its own.
+                let moved = !status_ips(obj).is_empty();
                 event = Some(Event {
                     type_: EventType::Normal,
                     reason: "IPAllocated".into(),
                     note: Some(note),
-                    action: "Allocate".into(),
+                    action: if moved { "Reallocate" } else { "Allocate" }.into(),
                     secondary: None,
                 });
             }

@@ -212,3 +212,34 @@ impl SpeakerMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(r: &Registry) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&r.gather(), &mut buf).unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn bgp_counters_only_grow_across_session_restarts() {
+        let r = Registry::new();
+        let m = SpeakerMetrics::new(&r);
+        let stats = |up, updates_sent, prefixes| {
+            BTreeMap::from([("tor".to_string(), announcer_bgp::PeerStats { up, updates_sent, prefixes })])
+        };
+        m.bgp(&stats(true, 5, 3));
+        let t = text(&r);
+        assert!(t.contains("metallb_bgp_session_up{peer=\"tor\"} 1"), "{t}");
+        assert!(t.contains("metallb_bgp_updates_total{peer=\"tor\"} 5"), "{t}");
+        assert!(t.contains("metallb_bgp_announced_prefixes_total{peer=\"tor\"} 3"), "{t}");
+        // The session restarts: its own count starts again from 0.
+        m.bgp(&stats(false, 0, 0));
+        m.bgp(&stats(true, 2, 3));
+        let t = text(&r);
+        assert!(t.contains("metallb_bgp_updates_total{peer=\"tor\"} 7"), "{t}");
+        assert!(t.contains("metallb_bgp_session_up{peer=\"tor\"} 1"), "{t}");
+    }
+}

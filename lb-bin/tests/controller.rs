@@ -145,3 +145,35 @@ fn two_controllers_elect_one_leader_and_the_other_takes_over() {
     assert_ne!(c.holder().as_deref(), Some(leader.as_str()));
     assert!(follower.stderr().contains("became the leader"), "{}", follower.stderr());
 }
+
+#[test]
+fn a_type_change_releases_and_a_moved_pool_reallocates_with_an_event() {
+    let c = Cluster::new("ctm");
+    c.pool("default", json!({"addresses": ["192.0.2.0/30"]}));
+    c.service("a", json!({}), json!([{"port": 80}]));
+    c.service("b", json!({}), json!([{"port": 80}]));
+    let _ctl = c.controller("m1");
+    wait_ips(&c, "a", &["192.0.2.0"]);
+    wait_ips(&c, "b", &["192.0.2.1"]);
+
+    // No longer a LoadBalancer: its address and annotation go, and the address is free.
+    c.patch("", "services", "web", "a", json!({"spec": {"type": "ClusterIP"}}));
+    let released = eventually(Duration::from_secs(10), || {
+        let svc = c.get("services", "web", "a");
+        c.ips("web", "a").is_empty() && svc["metadata"]["annotations"]["metallb.io/ip-allocated-from-pool"].is_null()
+    });
+    assert!(released, "{}", c.get("services", "web", "a"));
+    c.service("c", json!({}), json!([{"port": 80}]));
+    wait_ips(&c, "c", &["192.0.2.0"]);
+
+    // The pool moves: every service whose address left it gets a new one, and is told why.
+    c.patch("metallb.io", "ipaddresspools", NS, "default", json!({"spec": {"addresses": ["198.51.100.0/30"]}}));
+    wait_ips(&c, "b", &["198.51.100.0"]);
+    wait_ips(&c, "c", &["198.51.100.1"]);
+    let told = c.events("web").iter().any(|e| {
+        e["reason"] == "IPAllocated"
+            && e["regarding"]["name"] == "b"
+            && e["note"].as_str().is_some_and(|n| n.contains("198.51.100.0") && n.contains("no longer in any pool"))
+    });
+    assert!(told, "events: {:#?}", c.events("web"));
+}

@@ -59,6 +59,30 @@ fn the_speaker_answers_arp_for_the_address_the_controller_assigned() {
     assert!(answered, "no ARP reply from the speaker's node; speaker said:\n{}", speaker.stderr());
     assert!(arping(&cli, "10.77.0.101").is_none(), "an unassigned address is not answered");
 
+    // externalTrafficPolicy: Local is answered only from a node with a ready endpoint.
+    c.create(
+        "",
+        "services",
+        "web",
+        json!({"metadata": {"name": "local"},
+        "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 80}]}}),
+    );
+    assert!(eventually(Duration::from_secs(15), || c.ips("web", "local") == ["10.77.0.101"]));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(arping(&cli, "10.77.0.101").is_none(), "no local endpoint, yet answered");
+    c.create(
+        "discovery.k8s.io",
+        "endpointslices",
+        "web",
+        json!({
+        "metadata": {"name": "local-x", "labels": {"kubernetes.io/service-name": "local"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.1.1.1"], "nodeName": "n1", "conditions": {"ready": true}}]}),
+    );
+    let local = eventually(Duration::from_secs(10), || arping(&cli, "10.77.0.101").as_deref() == Some(mac.as_str()));
+    assert!(local, "a ready local endpoint, yet not answered");
+    c.delete("services", "web", "local");
+
     // Who answers is visible in the API, as MetalLB shows it.
     let statuses = c.list("metallb.io", "servicel2statuses", NS);
     let st = statuses.iter().find(|s| s["status"]["serviceName"] == "www").expect("a ServiceL2Status");

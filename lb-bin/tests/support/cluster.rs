@@ -35,6 +35,7 @@ impl Cluster {
         self.api.shared.with(|s| s.create(res, ns, obj)).expect("create")
     }
 
+    /// Deletes a core (v1) object.
     pub fn delete(&self, plural: &str, ns: &str, name: &str) {
         let res = resource("", plural).unwrap();
         self.api.shared.with(|s| s.delete(res, ns, name)).expect("delete");
