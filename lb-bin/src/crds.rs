@@ -232,6 +232,19 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         ServiceL2Status::crd(),
         ServiceBGPStatus::crd(),
     ];
+    // MetalLB stored BGPPeer as v1beta1 in older releases: a cluster that ran one lists it in
+    // the CRD's status.storedVersions, and the API server refuses a CRD update that drops a
+    // stored version. Listing it, unserved, lets `kubectl apply` replace MetalLB's CRD in
+    // place while lb serves v1beta2 only (the fields are the same).
+    if let Some(peer) = crds.iter_mut().find(|c| c.spec.names.kind == "BGPPeer") {
+        if let Some(mut old) = peer.spec.versions.first().cloned() {
+            old.name = "v1beta1".into();
+            old.served = false;
+            old.storage = false;
+            old.deprecated = Some(true);
+            peer.spec.versions.insert(0, old);
+        }
+    }
     for crd in &mut crds {
         let status_kind = crd.spec.names.kind.starts_with("Service");
         for v in &mut crd.spec.versions {

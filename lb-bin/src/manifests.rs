@@ -178,13 +178,16 @@ pub fn objects(args: &Args) -> Vec<Value> {
             },
         },
     }));
-    let caps: Vec<&str> = if args.mode == Mode::Bgp { vec![] } else { vec!["NET_RAW"] };
+    // Raw sockets need NET_RAW in the effective set, which Kubernetes gives only to root
+    // (there are no ambient capabilities): the L2 speaker runs as root with that one
+    // capability; a BGP-only speaker needs none and runs as nobody.
+    let (caps, user): (Vec<&str>, u32) = if args.mode == Mode::Bgp { (vec![], 65534) } else { (vec!["NET_RAW"], 0) };
     let mut speaker = json!({
         "name": "speaker", "image": args.image, "args": ["speaker", metrics_arg],
         "env": [env_from("NODE_NAME", "spec.nodeName"), env_from("LB_NAMESPACE", "metadata.namespace")],
         "ports": port,
         "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
-                            "capabilities": {"drop": ["ALL"], "add": caps}},
+                            "runAsUser": user, "capabilities": {"drop": ["ALL"], "add": caps}},
     });
     merge(&mut speaker, probes());
     out.push(json!({

@@ -129,7 +129,7 @@ fn schemas() -> Vec<(String, String, String, Value)> {
     let mut out = Vec::new();
     for crd in crds::all() {
         let json = serde_json::to_value(&crd).unwrap();
-        for v in json["spec"]["versions"].as_array().unwrap() {
+        for v in json["spec"]["versions"].as_array().unwrap().iter().filter(|v| v["served"] == true) {
             let group = json["spec"]["group"].as_str().unwrap();
             out.push((
                 format!("{group}/{}", v["name"].as_str().unwrap()),
@@ -172,11 +172,18 @@ fn names_versions_and_scope_are_metallbs() {
     assert_eq!(got, want);
     for crd in crds::all() {
         assert_eq!(crd.spec.scope, "Namespaced", "{}", crd.spec.names.kind);
-        let v = &crd.spec.versions[0];
+        let v = crd.spec.versions.iter().find(|v| v.served).unwrap();
         assert!(v.served && v.storage, "{}", crd.spec.names.kind);
         let status = v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some();
         assert_eq!(status, crd.spec.names.kind.starts_with("Service"), "{}: status subresource", crd.spec.names.kind);
+        assert_eq!(crd.spec.versions.iter().filter(|v| v.served).count(), 1, "one served version");
+        assert_eq!(crd.spec.versions.iter().filter(|v| v.storage).count(), 1, "one storage version");
     }
+    // MetalLB's old storage version of BGPPeer is listed, unserved, so that a CRD that has
+    // stored it can be replaced in place.
+    let peer = crds::all().into_iter().find(|c| c.spec.names.kind == "BGPPeer").unwrap();
+    let old = peer.spec.versions.iter().find(|v| v.name == "v1beta1").expect("v1beta1 listed");
+    assert!(!old.served && !old.storage);
 }
 
 /// Every metallb.io object in MetalLB's documentation examples passes the schema lb serves

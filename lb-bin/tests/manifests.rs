@@ -129,7 +129,7 @@ fn containers_run_arguments_lb_accepts() {
 
 #[test]
 fn each_mode_gets_only_the_capabilities_it_needs() {
-    for (mode, caps) in [("l2", vec!["NET_RAW"]), ("both", vec!["NET_RAW"]), ("bgp", vec![])] {
+    for (mode, caps, user) in [("l2", vec!["NET_RAW"], 0), ("both", vec!["NET_RAW"], 0), ("bgp", vec![], 65534)] {
         let objs = manifest(&["--mode", mode]);
         let speaker = objs.iter().find(|o| o["kind"] == "DaemonSet").unwrap();
         assert_eq!(speaker["spec"]["template"]["spec"]["hostNetwork"], true);
@@ -138,6 +138,7 @@ fn each_mode_gets_only_the_capabilities_it_needs() {
         let added: Vec<&str> =
             sc["capabilities"]["add"].as_array().into_iter().flatten().map(|c| c.as_str().unwrap()).collect();
         assert_eq!(added, caps, "mode {mode}");
+        assert_eq!(sc["runAsUser"], user, "mode {mode}: root only to use NET_RAW");
         let ctl = objs.iter().find(|o| o["kind"] == "Deployment").unwrap();
         assert_eq!(ctl["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"], true);
         assert!(containers(ctl)[0]["securityContext"]["capabilities"]["add"].is_null());
