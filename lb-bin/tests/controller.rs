@@ -177,3 +177,33 @@ fn a_type_change_releases_and_a_moved_pool_reallocates_with_an_event() {
     });
     assert!(told, "events: {:#?}", c.events("web"));
 }
+
+#[test]
+fn a_frozen_leader_that_wakes_up_writes_nothing() {
+    let c = Cluster::new("clf");
+    c.pool("default", json!({"addresses": ["192.0.2.0/28"]}));
+    let a = c.controller("a");
+    let b = c.controller("b");
+    c.service("one", json!({}), json!([{"port": 80}]));
+    wait_ips(&c, "one", &["192.0.2.0"]);
+    let leader = c.holder().expect("a lease holder");
+    let (old, new) = if leader == "a" { (&a, &b) } else { (&b, &a) };
+    let written = |p: &support::Proc| p.stderr().matches("status written").count();
+
+    // Frozen past its lease: the other takes over.
+    old.signal("STOP");
+    c.service("two", json!({}), json!([{"port": 80}]));
+    wait_ips(&c, "two", &["192.0.2.1"]);
+    let before = written(old);
+
+    // Woken up, it finds its renew deadline passed and the lease taken: it writes nothing,
+    // even as Services keep coming.
+    old.signal("CONT");
+    c.service("three", json!({}), json!([{"port": 80}]));
+    wait_ips(&c, "three", &["192.0.2.2"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(written(old), before, "the old leader wrote after it lost the lease:\n{}", old.stderr());
+    assert!(written(new) >= 2);
+    assert_eq!(c.writes("PATCH services/status"), 3, "one status write per Service, by one writer");
+    assert_ne!(c.holder().as_deref(), Some(leader.as_str()));
+}

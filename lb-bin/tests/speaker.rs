@@ -11,7 +11,38 @@ use serde_json::json;
 use support::cluster::{metrics_addr, Cluster, NS};
 use support::{eventually, prerequisites, veth, Netns, Proc};
 
-const TOOLS: &[&str] = &["ip", "arping", "socat"];
+const TOOLS: &[&str] = &["ip", "arping", "socat", "bird", "birdc"];
+
+/// The speaker's /metrics, read from inside its namespace.
+fn scrape(node: &Netns, speaker: &Proc) -> String {
+    let addr = metrics_addr(speaker).expect("the metrics address in the log");
+    let port = addr.rsplit(':').next().unwrap();
+    let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3");
+    String::from_utf8_lossy(&node.exec("bash", &["-c", &script]).stdout).into_owned()
+}
+
+/// A node namespace whose speaker reaches the API server (in this process) through a Unix
+/// socket and socat, and its kubeconfig.
+fn node_with_api(c: &Cluster, prefix: &str) -> (Netns, Proc, std::path::PathBuf) {
+    let node = Netns::new(prefix);
+    let sock = c.dir.path("api.sock");
+    c.api.serve_unix(&sock).expect("unix socket");
+    let fwd = format!("UNIX-CONNECT:{}", sock.display());
+    let socat =
+        Proc::spawn(node.cmd("socat", &["TCP-LISTEN:6443,bind=127.0.0.1,fork,reuseaddr", &fwd]), &c.dir.0, "socat");
+    let kubeconfig = c.dir.path("kubeconfig-node");
+    let text = std::fs::read_to_string(c.dir.path("kubeconfig-speaker")).unwrap();
+    std::fs::write(&kubeconfig, text.replace(&format!("http://{}", c.api.addr), "http://127.0.0.1:6443")).unwrap();
+    (node, socat, kubeconfig)
+}
+
+/// `lb speaker` for node n1, in `node`, with fast liveness and metrics on any port.
+fn speaker(c: &Cluster, node: &Netns, kubeconfig: &std::path::Path) -> Proc {
+    let args = ["speaker", "--node-name", "n1", "--liveness-renew", "500ms", "--liveness-timeout", "3s"];
+    let mut cmd = node.cmd(env!("CARGO_BIN_EXE_lb"), &args);
+    cmd.args(["--metrics-addr", "127.0.0.1:0"]).env("KUBECONFIG", kubeconfig).env("RUST_LOG", "info");
+    Proc::spawn(cmd, &c.dir.0, "speaker")
+}
 
 fn arping(cli: &Netns, ip: &str) -> Option<String> {
     let o = cli.exec("arping", &["-r", "-c", "1", "-w", "1", "-i", "eth0", ip]);
@@ -25,32 +56,17 @@ fn the_speaker_answers_arp_for_the_address_the_controller_assigned() {
         return;
     }
     let c = Cluster::new("spk");
-    let node = Netns::new("kn");
+    let (node, _socat, kubeconfig) = node_with_api(&c, "kn");
     let cli = Netns::new("kc");
     veth(&node, &cli, "eth0");
     node.ip(&["addr", "add", "10.77.0.1/24", "dev", "eth0"]);
     cli.ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]);
 
-    // The speaker's namespace reaches the API server (in this process) through a Unix socket.
-    let sock = c.dir.path("api.sock");
-    c.api.serve_unix(&sock).expect("unix socket");
-    let fwd = format!("UNIX-CONNECT:{}", sock.display());
-    let _socat =
-        Proc::spawn(node.cmd("socat", &["TCP-LISTEN:6443,bind=127.0.0.1,fork,reuseaddr", &fwd]), &c.dir.0, "socat");
-    let kubeconfig = c.dir.path("kubeconfig-node");
-    let text = std::fs::read_to_string(c.dir.path("kubeconfig-speaker")).unwrap();
-    let text = text.replace(&format!("http://{}", c.api.addr), "http://127.0.0.1:6443");
-    std::fs::write(&kubeconfig, text).unwrap();
-
     c.node("n1", json!({"rack": "r1"}));
     c.pool("lan", json!({"addresses": ["10.77.0.100-10.77.0.110"]}));
     c.create("metallb.io", "l2advertisements", NS, json!({"metadata": {"name": "lan"}}));
     let _ctl = c.controller("ctl");
-    let lb = env!("CARGO_BIN_EXE_lb");
-    let mut cmd =
-        node.cmd(lb, &["speaker", "--node-name", "n1", "--liveness-renew", "500ms", "--liveness-timeout", "3s"]);
-    cmd.env("KUBECONFIG", &kubeconfig).env("RUST_LOG", "info");
-    let mut speaker = Proc::spawn(cmd, &c.dir.0, "speaker");
+    let mut speaker = speaker(&c, &node, &kubeconfig);
 
     c.service("www", json!({}), json!([{"port": 80}]));
     assert!(eventually(Duration::from_secs(15), || c.ips("web", "www") == ["10.77.0.100"]), "no IP assigned");
@@ -92,13 +108,7 @@ fn the_speaker_answers_arp_for_the_address_the_controller_assigned() {
     assert!(assigned, "a nodeAssigned event");
 
     // Metrics with MetalLB's names (read from inside the node's namespace).
-    let addr = metrics_addr(&speaker).expect("the metrics address in the log");
-    let port = addr.rsplit(':').next().unwrap().to_string();
-    let scrape = || {
-        let script =
-            format!("exec 3<>/dev/tcp/127.0.0.1/{port}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3");
-        String::from_utf8_lossy(&node.exec("bash", &["-c", &script]).stdout).into_owned()
-    };
+    let scrape = || scrape(&node, &speaker);
     let value = |text: &str, prefix: &str| -> u64 {
         text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0)
     };
@@ -143,4 +153,72 @@ fn the_speaker_answers_arp_for_the_address_the_controller_assigned() {
     assert!(accesses.iter().any(|a| a.user == "lb-speaker"), "the speaker's requests carry its token");
     assert_eq!(support::rbac::denied(&accesses, "lb-speaker", "lb-speaker"), Vec::<String>::new());
     assert_eq!(support::rbac::denied(&accesses, "lb-controller", "lb-controller"), Vec::<String>::new());
+}
+
+#[test]
+fn the_speaker_announces_over_bgp_to_bird_and_says_so() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let c = Cluster::new("spb");
+    let (node, _socat, kubeconfig) = node_with_api(&c, "kb");
+    let rtr = Netns::new("kr");
+    veth(&node, &rtr, "eth0");
+    node.ip(&["addr", "add", "10.78.0.1/24", "dev", "eth0"]);
+    rtr.ip(&["addr", "add", "10.78.0.2/24", "dev", "eth0"]);
+    let conf = c.dir.path("bird.conf");
+    std::fs::write(
+        &conf,
+        "router id 10.78.0.2;\nprotocol device {}\nprotocol bgp tor {\n  local 10.78.0.2 as 64500;\n  neighbor 10.78.0.1 as 64512;\n  passive on;\n  ipv4 { import all; export none; };\n}\n",
+    )
+    .unwrap();
+    let ctl = c.dir.path("bird.ctl");
+    let pid = c.dir.path("bird.pid");
+    let bird_args = ["-f", "-c", conf.to_str().unwrap(), "-s", ctl.to_str().unwrap(), "-P", pid.to_str().unwrap()];
+    let _bird = Proc::spawn(rtr.cmd("bird", &bird_args), &c.dir.0, "bird");
+    let birdc = |cmd: &str| {
+        let mut args = vec!["-s", ctl.to_str().unwrap()];
+        args.extend(cmd.split(' '));
+        String::from_utf8_lossy(&support::run("birdc", &args).stdout).into_owned()
+    };
+
+    c.node("n1", json!({}));
+    c.pool("public", json!({"addresses": ["198.51.100.0/29"]}));
+    let peer = json!({"metadata": {"name": "tor"},
+        "spec": {"myASN": 64512, "peerASN": 64500, "peerAddress": "10.78.0.2", "holdTime": "9s"}});
+    c.create("metallb.io", "bgppeers", NS, peer);
+    let adv = json!({"metadata": {"name": "all"}, "spec": {"communities": ["64512:7"]}});
+    c.create("metallb.io", "bgpadvertisements", NS, adv);
+    let _ctl = c.controller("ctl");
+    let spk = speaker(&c, &node, &kubeconfig);
+    c.service("api", json!({}), json!([{"port": 443}]));
+    assert!(eventually(Duration::from_secs(15), || c.ips("web", "api") == ["198.51.100.0"]), "no IP assigned");
+
+    let route = || birdc("show route all 198.51.100.0/32");
+    let held = eventually(Duration::from_secs(20), || route().contains("198.51.100.0/32"));
+    assert!(held, "BIRD never got the route; speaker said:\n{}", spk.stderr());
+    let r = route();
+    assert!(r.contains("10.78.0.1") && r.contains("64512") && r.contains("(64512,7)"), "{r}");
+    let reported = eventually(Duration::from_secs(5), || {
+        c.list("metallb.io", "servicebgpstatuses", NS).iter().any(|s| {
+            s["status"]["serviceName"] == "api" && s["status"]["node"] == "n1" && s["status"]["peers"] == json!(["tor"])
+        })
+    });
+    assert!(reported, "{:#?}", c.list("metallb.io", "servicebgpstatuses", NS));
+    // Metrics follow within a pass (one a second).
+    let announced = "metallb_speaker_announced{ip=\"198.51.100.0\",node=\"n1\",protocol=\"bgp\",service=\"web/api\"} 1";
+    let counted = eventually(Duration::from_secs(5), || {
+        let m = scrape(&node, &spk);
+        m.contains("metallb_bgp_session_up{peer=\"tor\"} 1")
+            && m.contains("metallb_bgp_announced_prefixes_total{peer=\"tor\"} 1")
+            && m.contains(announced)
+    });
+    assert!(counted, "{}", scrape(&node, &spk));
+
+    // Deleting the Service withdraws exactly its route and its status object.
+    c.delete("services", "web", "api");
+    assert!(eventually(Duration::from_secs(10), || !route().contains("198.51.100.0/32")), "route not withdrawn");
+    assert!(eventually(Duration::from_secs(5), || c.list("metallb.io", "servicebgpstatuses", NS).is_empty()));
+    let accesses = c.api.shared.accesses();
+    assert_eq!(support::rbac::denied(&accesses, "lb-speaker", "lb-speaker"), Vec::<String>::new());
 }
