@@ -321,6 +321,7 @@ impl Speaker {
             self.report(&announced).await;
             self.announced = announced;
         }
+        self.collect_stale().await;
         Ok(())
     }
 
@@ -359,6 +360,40 @@ impl Speaker {
         let gone_bgp: Vec<_> = self.announced.bgp.keys().filter(|k| !now.bgp.contains_key(*k)).cloned().collect();
         for k in gone_bgp {
             self.delete_status::<crds::ServiceBGPStatus>(&status_name("bgp", &k, &me)).await;
+        }
+    }
+
+    /// Deletes status objects that no longer say the truth: this node's for Services it does
+    /// not announce (left over from before a restart), and, for a Service this node answers
+    /// for in L2 mode, other nodes' (left by a node that died: only one node answers).
+    async fn collect_stale(&self) {
+        let me = self.args.node_name.as_str();
+        let of = |labels: &Option<BTreeMap<String, String>>| {
+            let l = labels.as_ref()?;
+            let k = (l.get("metallb.io/service-namespace")?.clone(), l.get("metallb.io/service-name")?.clone());
+            Some((l.get("metallb.io/node")?.clone(), k))
+        };
+        let mut stale_l2 = Vec::new();
+        for st in self.stores.l2_statuses.items.values() {
+            let Some((node, k)) = of(&st.metadata.labels) else { continue };
+            let mine_and_gone = node == me && !self.announced.l2.contains_key(&k);
+            let theirs_and_mine = node != me && self.announced.l2.contains_key(&k);
+            if mine_and_gone || theirs_and_mine {
+                stale_l2.extend(st.metadata.name.clone());
+            }
+        }
+        let mut stale_bgp = Vec::new();
+        for st in self.stores.bgp_statuses.items.values() {
+            let Some((node, k)) = of(&st.metadata.labels) else { continue };
+            if node == me && !self.announced.bgp.contains_key(&k) {
+                stale_bgp.extend(st.metadata.name.clone());
+            }
+        }
+        for name in stale_l2 {
+            self.delete_status::<crds::ServiceL2Status>(&name).await;
+        }
+        for name in stale_bgp {
+            self.delete_status::<crds::ServiceBGPStatus>(&name).await;
         }
     }
 
@@ -500,6 +535,7 @@ pub async fn run(args: Args) -> Result<()> {
     watches.push(stores.watch(Api::all(client.clone()), Update::Node));
     watches.push(stores.watch(Api::all(client.clone()), Update::Slice));
     watches.push(stores.watch(Api::namespaced(client.clone(), &ns), Update::L2Status));
+    watches.push(stores.watch(Api::namespaced(client.clone(), &ns), Update::BgpStatus));
     watches.push(stores.watch(Api::namespaced(client.clone(), &ns), Update::Lease));
     let mut updates = stream::select_all(watches);
     tracing::info!(node = %args.node_name, namespace = %ns, "speaker started");

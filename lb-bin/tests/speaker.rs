@@ -66,6 +66,17 @@ fn the_speaker_answers_arp_for_the_address_the_controller_assigned() {
     c.pool("lan", json!({"addresses": ["10.77.0.100-10.77.0.110"]}));
     c.create("metallb.io", "l2advertisements", NS, json!({"metadata": {"name": "lan"}}));
     let _ctl = c.controller("ctl");
+    // Left-overs: this node's status for a Service that is gone (from before a restart), and
+    // a dead node's claim on the Service this node is about to answer for.
+    for (name, node_name, svc) in [("l2-old", "n1", "ghost"), ("l2-dead", "n9", "www")] {
+        let labels = json!({"metallb.io/node": node_name, "metallb.io/service-name": svc, "metallb.io/service-namespace": "web"});
+        c.create(
+            "metallb.io",
+            "servicel2statuses",
+            NS,
+            json!({"metadata": {"name": name, "labels": labels}, "spec": {}}),
+        );
+    }
     let mut speaker = speaker(&c, &node, &kubeconfig);
 
     c.service("www", json!({}), json!([{"port": 80}]));
@@ -99,7 +110,9 @@ fn the_speaker_answers_arp_for_the_address_the_controller_assigned() {
     assert!(local, "a ready local endpoint, yet not answered");
     c.delete("services", "web", "local");
 
-    // Who answers is visible in the API, as MetalLB shows it.
+    // Who answers is visible in the API, as MetalLB shows it, and only that.
+    let only_ours = eventually(Duration::from_secs(5), || c.list("metallb.io", "servicel2statuses", NS).len() == 1);
+    assert!(only_ours, "{:#?}", c.list("metallb.io", "servicel2statuses", NS));
     let statuses = c.list("metallb.io", "servicel2statuses", NS);
     let st = statuses.iter().find(|s| s["status"]["serviceName"] == "www").expect("a ServiceL2Status");
     assert_eq!(st["status"]["node"], "n1");
