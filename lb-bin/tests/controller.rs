@@ -56,8 +56,10 @@ fn services_get_addresses_pinned_and_shared_as_metallb_gives_them() {
 
     // Metrics with MetalLB's names, and readiness.
     let addr = metrics_addr(&ctl).expect("the metrics address in the log");
-    let (code, _) = http_get(&addr, "/readyz").expect("readyz");
-    assert_eq!(code, 200);
+    for path in ["/readyz", "/healthz"] {
+        let (code, _) = http_get(&addr, path).expect("an answer");
+        assert_eq!(code, 200, "{path}");
+    }
     let (_, metrics) = http_get(&addr, "/metrics").expect("metrics");
     for line in [
         "metallb_allocator_addresses_in_use_total{pool=\"default\"} 3",
