@@ -11,6 +11,7 @@ pub mod crds;
 pub mod host;
 pub mod leader;
 pub mod manifests;
+pub mod membership;
 pub mod metrics;
 pub mod run;
 pub mod speaker;
