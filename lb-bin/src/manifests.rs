@@ -182,10 +182,18 @@ pub fn objects(args: &Args) -> Vec<Value> {
     // (there are no ambient capabilities): the L2 speaker runs as root with that one
     // capability; a BGP-only speaker needs none and runs as nobody.
     let (caps, user): (Vec<&str>, u32) = if args.mode == Mode::Bgp { (vec![], 65534) } else { (vec!["NET_RAW"], 0) };
+    // The membership key comes from a Secret the user creates (see the README); without it
+    // the speakers still work, with Lease-based liveness only.
+    let key = json!({"name": "LB_MEMBERLIST_KEY", "valueFrom": {"secretKeyRef":
+        {"name": "lb-memberlist", "key": "secretkey", "optional": true}}});
+    let speaker_ports = json!([
+        {"name": "monitoring", "containerPort": METRICS_PORT},
+        {"name": "memberlist-udp", "containerPort": 7946, "protocol": "UDP"},
+    ]);
     let mut speaker = json!({
         "name": "speaker", "image": args.image, "args": ["speaker", metrics_arg],
-        "env": [env_from("NODE_NAME", "spec.nodeName"), env_from("LB_NAMESPACE", "metadata.namespace")],
-        "ports": port,
+        "env": [env_from("NODE_NAME", "spec.nodeName"), env_from("LB_NAMESPACE", "metadata.namespace"), key],
+        "ports": speaker_ports,
         "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
                             "runAsUser": user, "capabilities": {"drop": ["ALL"], "add": caps}},
     });

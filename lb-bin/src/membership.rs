@@ -77,6 +77,9 @@ pub struct Settings {
     pub name: String,
     /// Where to listen (UDP).
     pub bind: SocketAddr,
+    /// The address the others reach this member at (default: the bound address; needed
+    /// when binding a wildcard address).
+    pub advertise: Option<SocketAddr>,
     /// Members to join through (any one that answers is enough).
     pub seeds: Vec<SocketAddr>,
     /// The shared key (at least 16 bytes).
@@ -96,6 +99,7 @@ impl Settings {
         Settings {
             name: name.into(),
             bind,
+            advertise: None,
             seeds,
             key,
             probe_period: Duration::from_millis(200),
@@ -183,6 +187,7 @@ pub struct Membership {
     alive: watch::Receiver<BTreeMap<String, SocketAddr>>,
     rejected: Arc<AtomicU64>,
     leave: Option<tokio::sync::oneshot::Sender<()>>,
+    join: mpsc::UnboundedSender<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
     /// The address the socket is bound to.
     pub addr: SocketAddr,
@@ -195,11 +200,13 @@ impl Membership {
             return Err(MembershipError::ShortKey(s.key.len()));
         }
         let socket = UdpSocket::bind(s.bind).await.map_err(|e| MembershipError::Bind(s.bind, e))?;
-        let addr = socket.local_addr().map_err(|e| MembershipError::Bind(s.bind, e))?;
+        let bound = socket.local_addr().map_err(|e| MembershipError::Bind(s.bind, e))?;
+        let addr = s.advertise.unwrap_or(bound);
         let me = Member { name: s.name.clone(), addr, bump: 0 };
         let (alive_tx, alive) = watch::channel(BTreeMap::from([(me.name.clone(), addr)]));
         let rejected = Arc::new(AtomicU64::new(0));
         let (leave_tx, leave_rx) = tokio::sync::oneshot::channel();
+        let (join, join_rx) = mpsc::unbounded_channel();
         let worker = Worker {
             foca: Foca::new(me.clone(), s.foca(), StdRng::from_os_rng(), PostcardCodec),
             runtime: AccumulatingRuntime::new(),
@@ -209,8 +216,13 @@ impl Membership {
             alive: alive_tx,
             rejected: rejected.clone(),
         };
-        let task = tokio::spawn(worker.run(s.seeds, leave_rx));
-        Ok(Membership { alive, rejected, leave: Some(leave_tx), task, addr })
+        let task = tokio::spawn(worker.run(s.seeds, leave_rx, join_rx));
+        Ok(Membership { alive, rejected, leave: Some(leave_tx), join, task, addr })
+    }
+
+    /// Asks the member at `addr` to let this one in (harmless when it already is).
+    pub fn join(&self, addr: SocketAddr) {
+        let _ = self.join.send(addr);
     }
 
     /// The members alive now, by name (this one included).
@@ -254,14 +266,26 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(mut self, seeds: Vec<SocketAddr>, mut leave: tokio::sync::oneshot::Receiver<()>) {
+    fn announce(&mut self, seed: SocketAddr) {
+        if seed == self.me.addr {
+            return;
+        }
+        // A seed's name is not known yet: foca learns the real identity from its answer.
+        let placeholder = Member { name: String::new(), addr: seed, bump: 0 };
+        if let Err(e) = self.foca.announce(placeholder, &mut self.runtime) {
+            tracing::warn!(%seed, error = %e, "cannot announce to a seed");
+        }
+    }
+
+    async fn run(
+        mut self,
+        seeds: Vec<SocketAddr>,
+        mut leave: tokio::sync::oneshot::Receiver<()>,
+        mut join: mpsc::UnboundedReceiver<SocketAddr>,
+    ) {
         let (timer_tx, mut timers) = mpsc::unbounded_channel::<Timer<Member>>();
-        for seed in seeds.into_iter().filter(|a| *a != self.me.addr) {
-            // A seed's name is not known yet: foca learns the real identity from its answer.
-            let placeholder = Member { name: String::new(), addr: seed, bump: 0 };
-            if let Err(e) = self.foca.announce(placeholder, &mut self.runtime) {
-                tracing::warn!(%seed, error = %e, "cannot announce to a seed");
-            }
+        for seed in seeds {
+            self.announce(seed);
         }
         self.drain(&timer_tx).await;
         let mut buf = vec![0u8; 2048];
@@ -281,6 +305,7 @@ impl Worker {
                         }
                     }
                 }
+                Some(addr) = join.recv() => self.announce(addr),
                 Some(t) = timers.recv() => {
                     if let Err(e) = self.foca.handle_timer(t, &mut self.runtime) {
                         tracing::debug!(error = %e, "membership timer");

@@ -21,7 +21,7 @@
 //! starts announcing it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +43,7 @@ use tokio::time::Instant;
 
 use crate::cluster::{key, Stores, Update};
 use crate::crds;
+use crate::membership::{self, Membership};
 use crate::metrics::SpeakerMetrics;
 use crate::run::L2Flags;
 use crate::{Error, Result};
@@ -71,6 +72,14 @@ pub struct Args {
     /// A speaker whose Lease has not been renewed for this long is not alive (Go duration).
     #[arg(long, env = "LB_LIVENESS_TIMEOUT", default_value = "10s")]
     pub liveness_timeout: String,
+    /// Shared key (16 bytes or more) of the speakers' membership: SWIM over UDP, every
+    /// datagram authenticated with it, which notices a dead speaker in under a second.
+    /// Without it, liveness comes from the speakers' Leases alone (--liveness-timeout).
+    #[arg(long, env = "LB_MEMBERLIST_KEY", hide_env_values = true)]
+    pub memberlist_key: Option<String>,
+    /// UDP port of the membership, on every node's InternalIP.
+    #[arg(long, env = "LB_MEMBERLIST_PORT", default_value_t = 7946)]
+    pub memberlist_port: u16,
     /// L2 settings.
     #[command(flatten)]
     pub l2: L2Flags,
@@ -103,6 +112,10 @@ struct Speaker {
     stores: Stores,
     leases: BTreeMap<String, (Option<String>, Instant)>,
     timeout: Duration,
+    membership: Option<Membership>,
+    /// Nodes membership has seen alive at least once (for the others, the Lease decides).
+    seen: BTreeSet<String>,
+    joined: BTreeMap<String, Instant>,
     config: Option<Config>,
     reported_errors: Vec<String>,
     l2: Option<L2Announcer>,
@@ -166,8 +179,59 @@ impl Speaker {
         }
     }
 
+    /// Whether `node`'s speaker is alive: as membership says once it has seen it (a dead
+    /// member is noticed in under a second), else as its Lease says.
     fn speaker_alive(&self, node: &str) -> bool {
+        if let Some(m) = &self.membership {
+            if self.seen.contains(node) {
+                return m.alive().contains_key(node);
+            }
+        }
         self.leases.get(node).is_some_and(|(_, since)| since.elapsed() < self.timeout)
+    }
+
+    /// Starts membership once this node's InternalIP is known, and asks every other node's
+    /// speaker that is not a member to let us in (every 5 s at most per node).
+    async fn membership(&mut self) {
+        let Some(key) = self.args.memberlist_key.clone() else { return };
+        let port = self.args.memberlist_port;
+        let ip_of = |n: &Node| -> Option<IpAddr> {
+            let addrs = n.status.as_ref()?.addresses.as_ref()?;
+            addrs.iter().find(|a| a.type_ == "InternalIP").and_then(|a| a.address.parse().ok())
+        };
+        let me = self.args.node_name.clone();
+        if self.membership.is_none() {
+            let mine = self.stores.nodes.items.values().find(|n| n.metadata.name.as_deref() == Some(me.as_str()));
+            let Some(ip) = mine.and_then(ip_of) else { return };
+            let bind = SocketAddr::new(if ip.is_ipv4() { [0u8; 4].into() } else { [0u16; 8].into() }, port);
+            let mut s = membership::Settings::new(me.clone(), bind, Vec::new(), key.into_bytes());
+            s.advertise = Some(SocketAddr::new(ip, port));
+            match Membership::start(s).await {
+                Ok(m) => {
+                    tracing::info!(addr = %m.addr, "membership started");
+                    self.membership = Some(m);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "membership cannot start; liveness comes from Leases only");
+                    self.args.memberlist_key = None;
+                    return;
+                }
+            }
+        }
+        let Some(m) = &self.membership else { return };
+        let alive = m.alive();
+        self.seen.extend(alive.keys().cloned());
+        for n in self.stores.nodes.items.values() {
+            let Some(name) = n.metadata.name.clone() else { continue };
+            if alive.contains_key(&name) || !node_ready(n) {
+                continue;
+            }
+            let due = self.joined.get(&name).is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+            if let (true, Some(ip)) = (due, ip_of(n)) {
+                m.join(SocketAddr::new(ip, port));
+                self.joined.insert(name, Instant::now());
+            }
+        }
     }
 
     fn services(&self, config: &Config) -> Vec<Svc> {
@@ -290,6 +354,7 @@ impl Speaker {
             })
             .collect();
         self.observe_leases(&leases);
+        self.membership().await;
         self.refresh_config();
         let Some(config) = self.config.clone() else { return Ok(()) };
         let (desired, announced) = self.plan(&config);
@@ -546,6 +611,9 @@ pub async fn run(args: Args) -> Result<()> {
         stores,
         leases: BTreeMap::new(),
         timeout,
+        membership: None,
+        seen: BTreeSet::new(),
+        joined: BTreeMap::new(),
         config: None,
         reported_errors: Vec::new(),
         l2,
@@ -558,12 +626,27 @@ pub async fn run(args: Args) -> Result<()> {
     let mut dirty = true;
     // Liveness is judged by time passing too, not only by events.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut members = None;
     let result = loop {
         let can_pass = dirty && me.stores.ready();
+        if members.is_none() {
+            members = me.membership.as_ref().map(Membership::watch);
+        }
+        let member_change = async {
+            match members.as_mut() {
+                Some(w) => w.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = term.recv() => break Ok(()),
             _ = int.recv() => break Ok(()),
             _ = tick.tick() => dirty = true,
+            true = member_change => {
+                // A member came or went: decide at once.
+                dirty = true;
+                next_pass = Instant::now();
+            }
             u = updates.next() => match u {
                 Some(u) => {
                     me.stores.apply(u);
@@ -586,6 +669,10 @@ pub async fn run(args: Args) -> Result<()> {
     tracing::info!("stopping: withdrawing everything");
     if let Some(l2) = &me.l2 {
         let _ = l2.shutdown().await;
+    }
+    // Stopped answering first, then leave: the next owner takes over as soon as it hears.
+    if let Some(m) = me.membership.take() {
+        m.leave().await;
     }
     let _ = me.bgp.shutdown().await;
     let _ = stop_tx.send(true);

@@ -24,12 +24,17 @@ fn scrape(node: &Netns, speaker: &Proc) -> String {
 /// A node namespace whose speaker reaches the API server (in this process) through a Unix
 /// socket and socat, and its kubeconfig.
 fn node_with_api(c: &Cluster, prefix: &str) -> (Netns, Proc, std::path::PathBuf) {
-    let node = Netns::new(prefix);
     let sock = c.dir.path("api.sock");
-    c.api.serve_unix(&sock).expect("unix socket");
+    if !sock.exists() {
+        c.api.serve_unix(&sock).expect("unix socket");
+    }
+    let node = Netns::new(prefix);
     let fwd = format!("UNIX-CONNECT:{}", sock.display());
-    let socat =
-        Proc::spawn(node.cmd("socat", &["TCP-LISTEN:6443,bind=127.0.0.1,fork,reuseaddr", &fwd]), &c.dir.0, "socat");
+    let socat = Proc::spawn(
+        node.cmd("socat", &["TCP-LISTEN:6443,bind=127.0.0.1,fork,reuseaddr", &fwd]),
+        &c.dir.0,
+        &format!("socat-{prefix}"),
+    );
     let kubeconfig = c.dir.path("kubeconfig-node");
     let text = std::fs::read_to_string(c.dir.path("kubeconfig-speaker")).unwrap();
     std::fs::write(&kubeconfig, text.replace(&format!("http://{}", c.api.addr), "http://127.0.0.1:6443")).unwrap();
@@ -38,10 +43,14 @@ fn node_with_api(c: &Cluster, prefix: &str) -> (Netns, Proc, std::path::PathBuf)
 
 /// `lb speaker` for node n1, in `node`, with fast liveness and metrics on any port.
 fn speaker(c: &Cluster, node: &Netns, kubeconfig: &std::path::Path) -> Proc {
-    let args = ["speaker", "--node-name", "n1", "--liveness-renew", "500ms", "--liveness-timeout", "3s"];
+    speaker_as(c, node, kubeconfig, "n1", &["--liveness-timeout", "3s"])
+}
+
+fn speaker_as(c: &Cluster, node: &Netns, kubeconfig: &std::path::Path, name: &str, extra: &[&str]) -> Proc {
+    let args = ["speaker", "--node-name", name, "--liveness-renew", "500ms"];
     let mut cmd = node.cmd(env!("CARGO_BIN_EXE_lb"), &args);
-    cmd.args(["--metrics-addr", "127.0.0.1:0"]).env("KUBECONFIG", kubeconfig).env("RUST_LOG", "info");
-    Proc::spawn(cmd, &c.dir.0, "speaker")
+    cmd.args(extra).args(["--metrics-addr", "127.0.0.1:0"]).env("KUBECONFIG", kubeconfig).env("RUST_LOG", "info");
+    Proc::spawn(cmd, &c.dir.0, &format!("speaker-{name}-{}", support::unique("")))
 }
 
 fn arping(cli: &Netns, ip: &str) -> Option<String> {
@@ -234,4 +243,86 @@ fn the_speaker_announces_over_bgp_to_bird_and_says_so() {
     assert!(eventually(Duration::from_secs(5), || c.list("metallb.io", "servicebgpstatuses", NS).is_empty()));
     let accesses = c.api.shared.accesses();
     assert_eq!(support::rbac::denied(&accesses, "lb-speaker", "lb-speaker"), Vec::<String>::new());
+}
+
+/// Namespaces `members` and a client on one bridge (in namespace `sw`), each with `eth0`.
+fn bridged(members: &[&Netns]) -> Netns {
+    let sw = Netns::new("ks");
+    sw.ip(&["link", "add", "br0", "type", "bridge"]);
+    sw.ip(&["link", "set", "br0", "up"]);
+    for (i, m) in members.iter().enumerate() {
+        let (x, y) = (support::unique("vx"), support::unique("vy"));
+        support::must("ip", &["link", "add", &x, "type", "veth", "peer", "name", &y]);
+        support::must("ip", &["link", "set", &x, "netns", &m.name, "name", "eth0"]);
+        let port = format!("p{i}");
+        support::must("ip", &["link", "set", &y, "netns", &sw.name, "name", &port]);
+        sw.ip(&["link", "set", &port, "master", "br0", "up"]);
+        m.ip(&["link", "set", "eth0", "up"]);
+    }
+    sw
+}
+
+#[test]
+fn membership_moves_an_address_when_its_owner_dies_and_never_back() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let c = Cluster::new("spf");
+    let (n1, _s1, kc1) = node_with_api(&c, "k1");
+    let (n2, _s2, kc2) = node_with_api(&c, "k2");
+    let cli = Netns::new("kl");
+    let _sw = bridged(&[&n1, &n2, &cli]);
+    for (ns, ip) in [(&n1, "10.79.0.1/24"), (&n2, "10.79.0.2/24"), (&cli, "10.79.0.10/24")] {
+        ns.ip(&["addr", "add", ip, "dev", "eth0"]);
+    }
+    c.node_at("n1", "10.79.0.1");
+    c.node_at("n2", "10.79.0.2");
+    c.pool("lan", json!({"addresses": ["10.79.0.100-10.79.0.110"]}));
+    c.create("metallb.io", "l2advertisements", NS, json!({"metadata": {"name": "lan"}}));
+    let _ctl = c.controller("ctl");
+    // Leases would take a minute to notice a death: only membership can move it faster.
+    let extra = ["--liveness-timeout", "60s", "--memberlist-key", "a shared key of 16+ bytes"];
+    let mut spk1 = speaker_as(&c, &n1, &kc1, "n1", &extra);
+    let mut spk2 = speaker_as(&c, &n2, &kc2, "n2", &extra);
+    let joined = eventually(Duration::from_secs(10), || {
+        spk1.stderr().contains("member up") && spk2.stderr().contains("member up")
+    });
+    assert!(joined, "the speakers never met:\n{}\n{}", spk1.stderr(), spk2.stderr());
+
+    c.service("www", json!({}), json!([{"port": 80}]));
+    assert!(eventually(Duration::from_secs(15), || c.ips("web", "www") == ["10.79.0.100"]));
+    let owner = || -> Option<String> {
+        let st = c.list("metallb.io", "servicel2statuses", NS);
+        (st.len() == 1).then(|| st[0]["status"]["node"].as_str().unwrap_or_default().to_string())
+    };
+    assert!(eventually(Duration::from_secs(10), || owner().is_some()), "no single owner");
+    let first = owner().unwrap();
+    let (mac1, mac2) = (n1.mac("eth0").to_lowercase(), n2.mac("eth0").to_lowercase());
+    let (old_mac, new_mac, old_ns, old_kc) =
+        if first == "n1" { (&mac1, &mac2, &n1, &kc1) } else { (&mac2, &mac1, &n2, &kc2) };
+    assert!(eventually(Duration::from_secs(10), || arping(&cli, "10.79.0.100").as_ref() == Some(old_mac)));
+    // The client's kernel learns the address's MAC (sending it a datagram resolves it).
+    let neigh = || cli.ip(&["neigh", "show", "10.79.0.100"]).to_lowercase();
+    let learned = eventually(Duration::from_secs(5), || {
+        let _ = cli.exec("bash", &["-c", "echo x > /dev/udp/10.79.0.100/9"]);
+        neigh().contains(old_mac.as_str())
+    });
+    assert!(learned, "{}", neigh());
+
+    // The owner's speaker is killed: the other takes the address over and announces it, and
+    // the client's neighbour entry follows.
+    let (dead, _alive) = if first == "n1" { (&mut spk1, &mut spk2) } else { (&mut spk2, &mut spk1) };
+    dead.signal("KILL");
+    dead.wait(Duration::from_secs(5));
+    let moved = eventually(Duration::from_secs(10), || arping(&cli, "10.79.0.100").as_ref() == Some(new_mac));
+    assert!(moved, "no takeover");
+    assert!(eventually(Duration::from_secs(5), || neigh().contains(new_mac.as_str())), "{}", neigh());
+    assert!(eventually(Duration::from_secs(5), || owner().is_some_and(|o| o != first)));
+
+    // The old node's speaker comes back: it rejoins and takes nothing back.
+    let back = speaker_as(&c, old_ns, old_kc, &first, &extra);
+    assert!(eventually(Duration::from_secs(10), || back.stderr().contains("member up")), "{}", back.stderr());
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(arping(&cli, "10.79.0.100").as_ref(), Some(new_mac), "flap-back");
+    assert!(owner().is_some_and(|o| o != first));
 }

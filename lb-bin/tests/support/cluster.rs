@@ -123,6 +123,18 @@ impl Cluster {
             .expect("node status");
     }
 
+    /// A Ready Node whose InternalIP is `ip`.
+    pub fn node_at(&self, name: &str, ip: &str) {
+        self.create("", "nodes", "", json!({"metadata": {"name": name}}));
+        let res = resource("", "nodes").unwrap();
+        let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}],
+                                       "addresses": [{"type": "InternalIP", "address": ip}]}});
+        self.api
+            .shared
+            .with(|s| s.patch(res, "", name, fakeapi::store::Part::Status, "application/merge-patch+json", &status))
+            .expect("node status");
+    }
+
     /// Objects of a namespaced resource.
     pub fn list(&self, group: &str, plural: &str, ns: &str) -> Vec<Value> {
         let res = resource(group, plural).unwrap();
