@@ -115,6 +115,8 @@ struct Speaker {
     membership: Option<Membership>,
     /// Nodes membership has seen alive at least once (for the others, the Lease decides).
     seen: BTreeSet<String>,
+    /// When membership last saw each node go down.
+    down_since: BTreeMap<String, Instant>,
     joined: BTreeMap<String, Instant>,
     config: Option<Config>,
     reported_errors: Vec<String>,
@@ -179,15 +181,28 @@ impl Speaker {
         }
     }
 
-    /// Whether `node`'s speaker is alive: as membership says once it has seen it (a dead
-    /// member is noticed in under a second), else as its Lease says.
+    /// Whether `node`'s speaker is alive.
+    ///
+    /// Once membership has seen a node, it is alive while membership says so (a dead member
+    /// is noticed in under a second), and also when membership says it is down but its Lease
+    /// has been renewed since: then it is not dead but cut off from us (a split), and it
+    /// keeps what it announces. So two nodes answer for one address at most for one renew
+    /// interval. Before membership has seen a node, its Lease alone decides.
     fn speaker_alive(&self, node: &str) -> bool {
+        let lease = self.leases.get(node);
         if let Some(m) = &self.membership {
             if self.seen.contains(node) {
-                return m.alive().contains_key(node);
+                if m.alive().contains_key(node) {
+                    return true;
+                }
+                let renewed_since_down = match (lease, self.down_since.get(node)) {
+                    (Some((_, renewed)), Some(down)) => renewed > down && renewed.elapsed() < self.timeout,
+                    _ => false,
+                };
+                return renewed_since_down;
             }
         }
-        self.leases.get(node).is_some_and(|(_, since)| since.elapsed() < self.timeout)
+        lease.is_some_and(|(_, since)| since.elapsed() < self.timeout)
     }
 
     /// Starts membership once this node's InternalIP is known, and asks every other node's
@@ -220,6 +235,13 @@ impl Speaker {
         }
         let Some(m) = &self.membership else { return };
         let alive = m.alive();
+        for node in &self.seen {
+            if alive.contains_key(node) {
+                self.down_since.remove(node);
+            } else {
+                self.down_since.entry(node.clone()).or_insert_with(Instant::now);
+            }
+        }
         self.seen.extend(alive.keys().cloned());
         for n in self.stores.nodes.items.values() {
             let Some(name) = n.metadata.name.clone() else { continue };
@@ -300,22 +322,47 @@ impl Speaker {
                 mine = l2;
             }
         }
-        // Who answers for each address now, as the status objects say.
-        let mut current: BTreeMap<IpAddr, Vec<&str>> = BTreeMap::new();
+        // Who answers for each address now, as the status objects say: (claimed since, node).
+        // A claim counts only if made by the node's current speaker process (not before the
+        // start its Lease records): a speaker that restarts has lost what it held.
+        let started: BTreeMap<String, (i64, u32)> = self
+            .stores
+            .leases
+            .items
+            .values()
+            .filter_map(|l| {
+                let node = l.metadata.name.as_deref()?.strip_prefix(LEASE_PREFIX)?;
+                let at = l.spec.as_ref()?.acquire_time.as_ref()?.0.to_string();
+                Some((node.to_string(), lbcore::service::parse_rfc3339(&at)?))
+            })
+            .collect();
+        let mut current: BTreeMap<IpAddr, Vec<((i64, u32), &str)>> = BTreeMap::new();
         for st in self.stores.l2_statuses.items.values() {
             let Some(s) = &st.status else { continue };
             let (Some(ns), Some(name), Some(node)) = (&s.service_namespace, &s.service_name, &s.node) else { continue };
+            let Some(since) =
+                st.metadata.creation_timestamp.as_ref().and_then(|t| lbcore::service::parse_rfc3339(&t.0.to_string()))
+            else {
+                continue;
+            };
+            // Creation times are whole seconds: a claim from the start's own second counts.
+            if started.get(node.as_str()).is_some_and(|s| since.0 < s.0) {
+                continue;
+            }
             if let Some(svc) = services.iter().find(|v| v.key.0 == *ns && v.key.1 == *name) {
                 for (ip, _) in &svc.assigned.ips {
-                    current.entry(*ip).or_default().push(node.as_str());
+                    current.entry(*ip).or_default().push((since.clone(), node.as_str()));
                 }
             }
         }
         let mut desired = Desired::default();
         for (ip, target) in mine {
             let nodes = &eligible[&ip];
-            let claimed = current.get(&ip).and_then(|c| {
-                plan::owner(ip, c.iter().filter(|n| nodes.contains(n)).copied().collect::<Vec<_>>().as_slice(), None)
+            // Of several eligible claimants (after a split), the oldest claim keeps it: both
+            // sides read the same objects, so they agree.
+            let claimed = current.get_mut(&ip).and_then(|c| {
+                c.sort();
+                c.iter().find(|(_, n)| nodes.contains(n)).map(|(_, n)| *n)
             });
             if plan::owner(ip, nodes, claimed) == Some(me) {
                 desired.l2.insert(ip, target);
@@ -385,8 +432,10 @@ impl Speaker {
         if announced != self.announced {
             self.report(&announced).await;
             self.announced = announced;
+        } else {
+            // Nothing new this pass: the stores have caught up with what was written.
+            self.collect_stale().await;
         }
-        self.collect_stale().await;
         Ok(())
     }
 
@@ -428,21 +477,46 @@ impl Speaker {
         }
     }
 
-    /// Deletes status objects that no longer say the truth: this node's for Services it does
-    /// not announce (left over from before a restart), and, for a Service this node answers
-    /// for in L2 mode, other nodes' (left by a node that died: only one node answers).
+    /// Makes the status objects say the truth: this node's exist for what it announces (they
+    /// are written again if someone deleted them), and are deleted for what it does not (left
+    /// over from before a restart); for a Service this node answers for in L2 mode, other
+    /// nodes' are deleted once their Lease says they are dead.
     async fn collect_stale(&self) {
         let me = self.args.node_name.as_str();
+        let missing = |kind: &str, k: &(String, String)| {
+            let name = status_name(kind, k, me);
+            let in_store = |ns_name: &(String, String)| ns_name.1 == name;
+            match kind {
+                "l2" => !self.stores.l2_statuses.items.keys().any(in_store),
+                _ => !self.stores.bgp_statuses.items.keys().any(in_store),
+            }
+        };
+        for (k, ifaces) in &self.announced.l2 {
+            if missing("l2", k) {
+                let status = json!({"node": me, "serviceName": k.1, "serviceNamespace": k.0,
+                    "interfaces": ifaces.iter().map(|i| json!({"name": i})).collect::<Vec<_>>()});
+                self.put_status::<crds::ServiceL2Status>("l2", k, status).await;
+            }
+        }
+        for (k, peers) in &self.announced.bgp {
+            if missing("bgp", k) {
+                let status = json!({"node": me, "serviceName": k.1, "serviceNamespace": k.0, "peers": peers});
+                self.put_status::<crds::ServiceBGPStatus>("bgp", k, status).await;
+            }
+        }
         let of = |labels: &Option<BTreeMap<String, String>>| {
             let l = labels.as_ref()?;
             let k = (l.get("metallb.io/service-namespace")?.clone(), l.get("metallb.io/service-name")?.clone());
             Some((l.get("metallb.io/node")?.clone(), k))
         };
+        // Another node's claim goes only when its Lease says it is dead: membership alone
+        // cannot tell a dead node from one cut off from us, which must keep its claim.
+        let lease_dead = |node: &str| self.leases.get(node).is_none_or(|(_, since)| since.elapsed() >= self.timeout);
         let mut stale_l2 = Vec::new();
         for st in self.stores.l2_statuses.items.values() {
             let Some((node, k)) = of(&st.metadata.labels) else { continue };
             let mine_and_gone = node == me && !self.announced.l2.contains_key(&k);
-            let theirs_and_mine = node != me && self.announced.l2.contains_key(&k);
+            let theirs_and_mine = node != me && self.announced.l2.contains_key(&k) && lease_dead(&node);
             if mine_and_gone || theirs_and_mine {
                 stale_l2.extend(st.metadata.name.clone());
             }
@@ -523,11 +597,14 @@ impl Speaker {
 /// other speakers take this node's addresses over at once.
 async fn liveness(api: Api<Lease>, node: String, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
     let name = format!("{LEASE_PREFIX}{node}");
+    // When this process started: its claims count from then on (see `Speaker::plan`).
+    let started = MicroTime(Timestamp::now());
     loop {
         let lease = Lease {
             metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
             spec: Some(LeaseSpec {
                 holder_identity: Some(node.clone()),
+                acquire_time: Some(started.clone()),
                 renew_time: Some(MicroTime(Timestamp::now())),
                 lease_duration_seconds: Some(i32::try_from(every.as_secs() * 5).unwrap_or(i32::MAX)),
                 ..Default::default()
@@ -613,6 +690,7 @@ pub async fn run(args: Args) -> Result<()> {
         timeout,
         membership: None,
         seen: BTreeSet::new(),
+        down_since: BTreeMap::new(),
         joined: BTreeMap::new(),
         config: None,
         reported_errors: Vec::new(),

@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::json;
@@ -262,45 +263,83 @@ fn bridged(members: &[&Netns]) -> Netns {
     sw
 }
 
+/// Two nodes with speakers in one SWIM group and a client, on one bridge, with the
+/// controller and an L2 pool; the speakers' Lease timeout is a minute, so that only
+/// membership can move an address fast.
+struct Pair {
+    c: Cluster,
+    nodes: [Netns; 2],
+    kubeconfigs: [std::path::PathBuf; 2],
+    speakers: [Proc; 2],
+    cli: Netns,
+    _rest: (Vec<Proc>, Netns),
+}
+
+const EXTRA: [&str; 4] = ["--liveness-timeout", "60s", "--memberlist-key", "a shared key of 16+ bytes"];
+
+impl Pair {
+    fn new(tag: &str) -> Pair {
+        let c = Cluster::new(tag);
+        let (n1, s1, kc1) = node_with_api(&c, "k1");
+        let (n2, s2, kc2) = node_with_api(&c, "k2");
+        let cli = Netns::new("kl");
+        let sw = bridged(&[&n1, &n2, &cli]);
+        for (ns, ip) in [(&n1, "10.79.0.1/24"), (&n2, "10.79.0.2/24"), (&cli, "10.79.0.10/24")] {
+            ns.ip(&["addr", "add", ip, "dev", "eth0"]);
+        }
+        c.node_at("n1", "10.79.0.1");
+        c.node_at("n2", "10.79.0.2");
+        c.pool("lan", json!({"addresses": ["10.79.0.100-10.79.0.110"]}));
+        c.create("metallb.io", "l2advertisements", NS, json!({"metadata": {"name": "lan"}}));
+        let ctl = c.controller("ctl");
+        let spk1 = speaker_as(&c, &n1, &kc1, "n1", &EXTRA);
+        let spk2 = speaker_as(&c, &n2, &kc2, "n2", &EXTRA);
+        let joined = eventually(Duration::from_secs(10), || {
+            spk1.stderr().contains("member up") && spk2.stderr().contains("member up")
+        });
+        assert!(joined, "the speakers never met:\n{}\n{}", spk1.stderr(), spk2.stderr());
+        Pair {
+            c,
+            nodes: [n1, n2],
+            kubeconfigs: [kc1, kc2],
+            speakers: [spk1, spk2],
+            cli,
+            _rest: (vec![s1, s2, ctl], sw),
+        }
+    }
+
+    /// The node of the one ServiceL2Status, when there is exactly one.
+    fn owner(&self) -> Option<String> {
+        let o = self.owners();
+        (o.len() == 1).then(|| o.into_iter().next().unwrap_or_default())
+    }
+
+    /// The nodes of every ServiceL2Status.
+    fn owners(&self) -> BTreeSet<String> {
+        let st = self.c.list("metallb.io", "servicel2statuses", NS);
+        st.iter().map(|s| s["status"]["node"].as_str().unwrap_or_default().to_string()).collect()
+    }
+
+    fn mac(&self, node: &str) -> String {
+        self.nodes[usize::from(node == "n2")].mac("eth0").to_lowercase()
+    }
+}
+
 #[test]
 fn membership_moves_an_address_when_its_owner_dies_and_never_back() {
     if !prerequisites(TOOLS) {
         return;
     }
-    let c = Cluster::new("spf");
-    let (n1, _s1, kc1) = node_with_api(&c, "k1");
-    let (n2, _s2, kc2) = node_with_api(&c, "k2");
-    let cli = Netns::new("kl");
-    let _sw = bridged(&[&n1, &n2, &cli]);
-    for (ns, ip) in [(&n1, "10.79.0.1/24"), (&n2, "10.79.0.2/24"), (&cli, "10.79.0.10/24")] {
-        ns.ip(&["addr", "add", ip, "dev", "eth0"]);
-    }
-    c.node_at("n1", "10.79.0.1");
-    c.node_at("n2", "10.79.0.2");
-    c.pool("lan", json!({"addresses": ["10.79.0.100-10.79.0.110"]}));
-    c.create("metallb.io", "l2advertisements", NS, json!({"metadata": {"name": "lan"}}));
-    let _ctl = c.controller("ctl");
-    // Leases would take a minute to notice a death: only membership can move it faster.
-    let extra = ["--liveness-timeout", "60s", "--memberlist-key", "a shared key of 16+ bytes"];
-    let mut spk1 = speaker_as(&c, &n1, &kc1, "n1", &extra);
-    let mut spk2 = speaker_as(&c, &n2, &kc2, "n2", &extra);
-    let joined = eventually(Duration::from_secs(10), || {
-        spk1.stderr().contains("member up") && spk2.stderr().contains("member up")
-    });
-    assert!(joined, "the speakers never met:\n{}\n{}", spk1.stderr(), spk2.stderr());
-
+    let mut p = Pair::new("spf");
+    let (c, cli) = (&p.c, &p.cli);
     c.service("www", json!({}), json!([{"port": 80}]));
     assert!(eventually(Duration::from_secs(15), || c.ips("web", "www") == ["10.79.0.100"]));
-    let owner = || -> Option<String> {
-        let st = c.list("metallb.io", "servicel2statuses", NS);
-        (st.len() == 1).then(|| st[0]["status"]["node"].as_str().unwrap_or_default().to_string())
-    };
-    assert!(eventually(Duration::from_secs(10), || owner().is_some()), "no single owner");
-    let first = owner().unwrap();
-    let (mac1, mac2) = (n1.mac("eth0").to_lowercase(), n2.mac("eth0").to_lowercase());
-    let (old_mac, new_mac, old_ns, old_kc) =
-        if first == "n1" { (&mac1, &mac2, &n1, &kc1) } else { (&mac2, &mac1, &n2, &kc2) };
-    assert!(eventually(Duration::from_secs(10), || arping(&cli, "10.79.0.100").as_ref() == Some(old_mac)));
+    assert!(eventually(Duration::from_secs(10), || p.owner().is_some()), "no single owner");
+    let first = p.owner().unwrap();
+    let other = if first == "n1" { "n2" } else { "n1" };
+    let (old_mac, new_mac) = (&p.mac(&first), &p.mac(other));
+    let i = usize::from(first == "n2");
+    assert!(eventually(Duration::from_secs(10), || arping(cli, "10.79.0.100").as_ref() == Some(old_mac)));
     // The client's kernel learns the address's MAC (sending it a datagram resolves it).
     let neigh = || cli.ip(&["neigh", "show", "10.79.0.100"]).to_lowercase();
     let learned = eventually(Duration::from_secs(5), || {
@@ -311,18 +350,53 @@ fn membership_moves_an_address_when_its_owner_dies_and_never_back() {
 
     // The owner's speaker is killed: the other takes the address over and announces it, and
     // the client's neighbour entry follows.
-    let (dead, _alive) = if first == "n1" { (&mut spk1, &mut spk2) } else { (&mut spk2, &mut spk1) };
-    dead.signal("KILL");
-    dead.wait(Duration::from_secs(5));
-    let moved = eventually(Duration::from_secs(10), || arping(&cli, "10.79.0.100").as_ref() == Some(new_mac));
+    p.speakers[i].signal("KILL");
+    p.speakers[i].wait(Duration::from_secs(5));
+    let moved = eventually(Duration::from_secs(10), || arping(cli, "10.79.0.100").as_ref() == Some(new_mac));
     assert!(moved, "no takeover");
     assert!(eventually(Duration::from_secs(5), || neigh().contains(new_mac.as_str())), "{}", neigh());
-    assert!(eventually(Duration::from_secs(5), || owner().is_some_and(|o| o != first)));
+    // The dead node's claim stays until its Lease times out (a minute here): membership
+    // alone cannot tell dead from cut off. The new owner's claim is there at once.
+    assert!(eventually(Duration::from_secs(5), || p.owners().contains(other)), "{:?}", p.owners());
 
-    // The old node's speaker comes back: it rejoins and takes nothing back.
-    let back = speaker_as(&c, old_ns, old_kc, &first, &extra);
+    // The old node's speaker comes back: it rejoins, drops its old claim, and takes nothing back.
+    let back = speaker_as(c, &p.nodes[i], &p.kubeconfigs[i], &first, &EXTRA);
     assert!(eventually(Duration::from_secs(10), || back.stderr().contains("member up")), "{}", back.stderr());
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(arping(&cli, "10.79.0.100").as_ref(), Some(new_mac), "flap-back");
-    assert!(owner().is_some_and(|o| o != first));
+    assert_eq!(arping(cli, "10.79.0.100").as_ref(), Some(new_mac), "flap-back");
+    assert!(eventually(Duration::from_secs(5), || p.owner().as_deref() == Some(other)), "{:?}", p.owners());
+    p.speakers[i] = back;
+}
+
+#[test]
+fn a_split_between_live_speakers_settles_on_one_owner() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let p = Pair::new("sps");
+    p.c.service("www", json!({}), json!([{"port": 80}]));
+    assert!(eventually(Duration::from_secs(15), || p.c.ips("web", "www") == ["10.79.0.100"]));
+    assert!(eventually(Duration::from_secs(10), || p.owner().is_some()), "no single owner");
+    let first = p.owner().unwrap();
+
+    // The two nodes stop hearing each other (membership says each is down to the other),
+    // but both still reach the API and keep renewing their Leases: neither is dead.
+    p.nodes[0].ip(&["route", "add", "blackhole", "10.79.0.2/32"]);
+    p.nodes[1].ip(&["route", "add", "blackhole", "10.79.0.1/32"]);
+    let split = eventually(Duration::from_secs(10), || p.speakers.iter().all(|s| s.stderr().contains("member down")));
+    assert!(split, "membership never split");
+    // At most one renew interval of doubt, then one owner again: the one there was.
+    std::thread::sleep(Duration::from_secs(3));
+    let settled = eventually(Duration::from_secs(10), || p.owner().as_deref() == Some(first.as_str()));
+    assert!(settled, "owners: {:#?}", p.c.list("metallb.io", "servicel2statuses", NS));
+    let o = p.cli.exec("arping", &["-r", "-c", "3", "-w", "3", "-i", "eth0", "10.79.0.100"]);
+    let macs: BTreeSet<String> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().to_lowercase()).filter(|l| !l.is_empty()).collect();
+    assert_eq!(macs, BTreeSet::from([p.mac(&first)]), "answers during the split");
+
+    // Healed: nothing moves.
+    p.nodes[0].ip(&["route", "del", "blackhole", "10.79.0.2/32"]);
+    p.nodes[1].ip(&["route", "del", "blackhole", "10.79.0.1/32"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(p.owner().as_deref(), Some(first.as_str()));
 }
