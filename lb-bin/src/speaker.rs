@@ -85,6 +85,9 @@ pub struct Args {
     pub l2: L2Flags,
 }
 
+/// An instant: seconds and nanoseconds since the Unix epoch.
+type Stamp = (i64, u32);
+
 const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 const LEASE_PREFIX: &str = "lb-speaker-";
 const MANAGER: &str = "lb-speaker";
@@ -325,7 +328,7 @@ impl Speaker {
         // Who answers for each address now, as the status objects say: (claimed since, node).
         // A claim counts only if made by the node's current speaker process (not before the
         // start its Lease records): a speaker that restarts has lost what it held.
-        let started: BTreeMap<String, (i64, u32)> = self
+        let started: BTreeMap<String, Stamp> = self
             .stores
             .leases
             .items
@@ -336,7 +339,7 @@ impl Speaker {
                 Some((node.to_string(), lbcore::service::parse_rfc3339(&at)?))
             })
             .collect();
-        let mut current: BTreeMap<IpAddr, Vec<((i64, u32), &str)>> = BTreeMap::new();
+        let mut current: BTreeMap<IpAddr, Vec<(Stamp, &str)>> = BTreeMap::new();
         for st in self.stores.l2_statuses.items.values() {
             let Some(s) = &st.status else { continue };
             let (Some(ns), Some(name), Some(node)) = (&s.service_namespace, &s.service_name, &s.node) else { continue };
@@ -351,7 +354,7 @@ impl Speaker {
             }
             if let Some(svc) = services.iter().find(|v| v.key.0 == *ns && v.key.1 == *name) {
                 for (ip, _) in &svc.assigned.ips {
-                    current.entry(*ip).or_default().push((since.clone(), node.as_str()));
+                    current.entry(*ip).or_default().push((since, node.as_str()));
                 }
             }
         }
