@@ -3,7 +3,7 @@
 //!
 //! The socket is opened non-promiscuous with a classic BPF filter that lets through only ARP
 //! and ICMPv6 Neighbor Solicitations, so the kernel drops every other frame before it is
-//! copied to us. The receive call times out every 100 ms so the worker notices new addresses
+//! copied to us. The receive call times out every 10 ms so the worker notices new addresses
 //! and its stop flag; the address set is re-read before every frame is handled, so an
 //! address given up is not answered again.
 //!
@@ -54,6 +54,9 @@ pub fn probe_capability() -> io::Result<()> {
 
 type Pair = (Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>);
 
+/// How long a worker blocks reading before it looks at its owned set again.
+const READ_TIMEOUT: Duration = Duration::from_millis(10);
+
 /// A filtered, non-promiscuous packet channel on `iface`.
 fn open(iface: &NetworkInterface) -> io::Result<Pair> {
     // Protocol 0: the socket receives nothing until pnet binds it to the interface (with
@@ -61,7 +64,9 @@ fn open(iface: &NetworkInterface) -> io::Result<Pair> {
     let sock = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
     sock.attach_filter(&FILTER)?;
     let config = pnet_datalink::Config {
-        read_timeout: Some(Duration::from_millis(100)),
+        // The worker notices a new owned set between frames, at the latest when a read times
+        // out: this bounds how long taking an address over (and its gratuitous ARP) waits.
+        read_timeout: Some(READ_TIMEOUT),
         promiscuous: false,
         socket_fd: Some(std::os::fd::IntoRawFd::into_raw_fd(sock)),
         ..Default::default()

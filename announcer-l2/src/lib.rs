@@ -249,7 +249,7 @@ impl Announcer for L2Announcer {
         }
     }
 
-    /// Stops answering everywhere. Blocks for at most one receive timeout (100 ms) while the
+    /// Stops answering everywhere. Blocks for at most one receive timeout (10 ms) while the
     /// workers end.
     async fn shutdown(&self) -> Result<(), AnnounceError> {
         self.stop_manager();

@@ -120,6 +120,8 @@ struct Speaker {
     seen: BTreeSet<String>,
     /// When membership last saw each node go down.
     down_since: BTreeMap<String, Instant>,
+    /// When this process started (its own earlier claims do not count).
+    started: Stamp,
     joined: BTreeMap<String, Instant>,
     config: Option<Config>,
     reported_errors: Vec<String>,
@@ -349,7 +351,9 @@ impl Speaker {
                 continue;
             };
             // Creation times are whole seconds: a claim from the start's own second counts.
-            if started.get(node.as_str()).is_some_and(|s| since.0 < s.0) {
+            // For this node, its own start is known without waiting for its Lease to say so.
+            let start = if node == me { Some(&self.started) } else { started.get(node.as_str()) };
+            if start.is_some_and(|s| since.0 < s.0) {
                 continue;
             }
             if let Some(svc) = services.iter().find(|v| v.key.0 == *ns && v.key.1 == *name) {
@@ -694,6 +698,7 @@ pub async fn run(args: Args) -> Result<()> {
         membership: None,
         seen: BTreeSet::new(),
         down_since: BTreeMap::new(),
+        started: lbcore::service::parse_rfc3339(&Timestamp::now().to_string()).unwrap_or_default(),
         joined: BTreeMap::new(),
         config: None,
         reported_errors: Vec::new(),
