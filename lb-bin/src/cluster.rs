@@ -17,7 +17,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource};
-use lbcore::config::{raw, Loaded, Resources, Source};
+use lbcore::config::{self, raw, Config, Diagnostic, Loaded, Resources, Source};
 use serde::de::DeserializeOwned;
 
 use crate::crds;
@@ -266,5 +266,50 @@ impl Stores {
             }
         }
         r
+    }
+}
+
+/// The last configuration that validated, kept while a newer one is invalid (nothing that is
+/// announced is withdrawn, and nothing is re-allocated, because of a typo).
+#[derive(Default)]
+pub struct LastGood {
+    /// The configuration in force, if any ever validated.
+    pub config: Option<Config>,
+    /// The errors last reported (reported again only when they change).
+    reported: Vec<String>,
+}
+
+impl LastGood {
+    /// Validates `res`: a valid configuration replaces the one in force; an invalid one is
+    /// logged, once per distinct set of errors, and its errors are returned for the caller to
+    /// report elsewhere too (None when there is nothing new to report).
+    pub fn update(&mut self, res: &Resources) -> Option<Vec<Diagnostic>> {
+        match config::validate(res) {
+            Ok(v) => {
+                if !self.reported.is_empty() {
+                    tracing::info!("the configuration is valid again");
+                }
+                self.reported.clear();
+                self.config = Some(v.config);
+                None
+            }
+            Err(errors) => {
+                let lines: Vec<String> = errors.iter().map(Diagnostic::to_string).collect();
+                if lines == self.reported {
+                    return None;
+                }
+                for l in &lines {
+                    tracing::error!("{l}");
+                }
+                let kept = if self.config.is_some() {
+                    "the last good configuration stays in force"
+                } else {
+                    "nothing is served until it is fixed"
+                };
+                tracing::error!("the configuration is invalid; {kept}");
+                self.reported = lines;
+                Some(errors)
+            }
+        }
     }
 }

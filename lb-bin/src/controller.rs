@@ -28,14 +28,14 @@ use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
-use lbcore::config::{self, Config, Diagnostic, Resources};
+use lbcore::config::Diagnostic;
 use lbcore::ipam::batch;
 use lbcore::service::{self, ANN_ALLOCATED_FROM_POOL};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::cluster::{Stores, Update};
+use crate::cluster::{LastGood, Stores, Update};
 use crate::leader;
 use crate::metrics::ControllerMetrics;
 use crate::{Error, Result};
@@ -106,10 +106,8 @@ struct Controller {
     recorder: Recorder,
     stores: Stores,
     metrics: ControllerMetrics,
-    /// The last configuration that validated.
-    config: Option<Config>,
-    /// The last configuration errors reported (reported again only when they change).
-    reported_errors: Vec<String>,
+    /// The configuration in force.
+    config: LastGood,
     /// The last allocation failure reported per Service.
     reported_failures: BTreeMap<(String, String), String>,
 }
@@ -125,37 +123,6 @@ pub(crate) fn status_ips(svc: &Service) -> Vec<String> {
 }
 
 impl Controller {
-    /// Validates the configuration; keeps the last good one when the new one is invalid.
-    async fn refresh_config(&mut self, res: &Resources) {
-        match config::validate(res) {
-            Ok(v) => {
-                if !self.reported_errors.is_empty() {
-                    tracing::info!("the configuration is valid again");
-                }
-                self.reported_errors.clear();
-                self.config = Some(v.config);
-            }
-            Err(errors) => {
-                let lines: Vec<String> = errors.iter().map(Diagnostic::to_string).collect();
-                if lines != self.reported_errors {
-                    for l in &lines {
-                        tracing::error!("{l}");
-                    }
-                    let kept = if self.config.is_some() {
-                        "the last good configuration keeps serving"
-                    } else {
-                        "nothing is allocated until it is fixed"
-                    };
-                    tracing::error!("the configuration is invalid; {kept}");
-                    for d in &errors {
-                        self.report_invalid(d).await;
-                    }
-                    self.reported_errors = lines;
-                }
-            }
-        }
-    }
-
     /// A Warning Event on the object a configuration error is about.
     async fn report_invalid(&self, d: &Diagnostic) {
         let api_version = if d.kind == "BGPPeer" { "metallb.io/v1beta2" } else { "metallb.io/v1beta1" };
@@ -181,8 +148,12 @@ impl Controller {
     /// One pass: allocate, and the writes that make the API agree.
     async fn pass(&mut self) -> Vec<Write> {
         let mut res = self.stores.resources();
-        self.refresh_config(&res).await;
-        let Some(config) = &self.config else { return Vec::new() };
+        if let Some(errors) = self.config.update(&res) {
+            for d in &errors {
+                self.report_invalid(d).await;
+            }
+        }
+        let Some(config) = &self.config.config else { return Vec::new() };
         let services = match service::load_balancer_services(&mut res) {
             Ok(s) => s,
             Err(errors) => {
@@ -386,8 +357,7 @@ pub async fn run(args: Args) -> Result<()> {
         recorder,
         stores,
         metrics,
-        config: None,
-        reported_errors: Vec::new(),
+        config: LastGood::default(),
         reported_failures: BTreeMap::new(),
     };
     tracing::info!(%identity, namespace = %ns, "controller started; waiting for the lease and the initial lists");

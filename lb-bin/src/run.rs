@@ -250,6 +250,20 @@ fn covered(routes: &BTreeMap<IpNet, lbcore::announcer::RouteAttrs>, ip: IpAddr) 
     (0..=max).rev().any(|len| IpNet::new(ip, len).is_ok_and(|n| routes.contains_key(&n.trunc())))
 }
 
+/// The BGP speaker, also accepting connections on `listen` (an address:port, or "off"). A
+/// socket that cannot be bound is a warning: the speaker still connects to its peers.
+pub(crate) fn bgp_announcer(listen: &str) -> Result<BgpAnnouncer> {
+    let bgp = BgpAnnouncer::new();
+    if listen != "off" {
+        let addr: std::net::SocketAddr =
+            listen.parse().map_err(|_| Error::Invalid(format!("--bgp-listen {listen:?}: not an address:port")))?;
+        if let Err(e) = bgp.listen(addr) {
+            tracing::warn!(%addr, error = %e, "cannot listen for BGP connections; connecting to peers only");
+        }
+    }
+    Ok(bgp)
+}
+
 /// Runs until SIGINT or SIGTERM. Every way out (a signal, an invalid first configuration, an
 /// announcer failure) withdraws everything first.
 pub async fn run(args: Args) -> Result<()> {
@@ -261,16 +275,7 @@ pub async fn run(args: Args) -> Result<()> {
     let (mut term, mut int, mut hup) =
         (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?, sig(SignalKind::hangup())?);
     let announcer = L2Announcer::start(settings).map_err(Error::Announce)?;
-    let bgp = BgpAnnouncer::new();
-    if args.bgp_listen != "off" {
-        let addr: std::net::SocketAddr = args
-            .bgp_listen
-            .parse()
-            .map_err(|_| Error::Invalid(format!("--bgp-listen {:?}: not an address:port", args.bgp_listen)))?;
-        if let Err(e) = bgp.listen(addr) {
-            tracing::warn!(%addr, error = %e, "cannot listen for BGP connections; connecting to peers only");
-        }
-    }
+    let bgp = bgp_announcer(&args.bgp_listen)?;
     let state = State::load(&args.state_file);
     let mut me = Standalone {
         args,

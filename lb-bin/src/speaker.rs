@@ -36,12 +36,12 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 use lbcore::announcer::{Announcer, Desired};
-use lbcore::config::{self, Config, Diagnostic, Labels};
+use lbcore::config::{Config, Labels};
 use lbcore::plan::{self, Assigned};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::cluster::{key, Stores, Update};
+use crate::cluster::{key, LastGood, Stores, Update};
 use crate::crds;
 use crate::membership::{self, Membership};
 use crate::metrics::SpeakerMetrics;
@@ -123,8 +123,7 @@ struct Speaker {
     /// When this process started (its own earlier claims do not count).
     started: Stamp,
     joined: BTreeMap<String, Instant>,
-    config: Option<Config>,
-    reported_errors: Vec<String>,
+    config: LastGood,
     l2: Option<L2Announcer>,
     bgp: BgpAnnouncer,
     announced: Announced,
@@ -154,25 +153,6 @@ fn status_name(kind: &str, svc: &(String, String), node: &str) -> String {
 }
 
 impl Speaker {
-    fn refresh_config(&mut self) {
-        match config::validate(&self.stores.resources()) {
-            Ok(v) => {
-                self.reported_errors.clear();
-                self.config = Some(v.config);
-            }
-            Err(errors) => {
-                let lines: Vec<String> = errors.iter().map(Diagnostic::to_string).collect();
-                if lines != self.reported_errors {
-                    for l in &lines {
-                        tracing::error!("{l}");
-                    }
-                    tracing::error!("the configuration is invalid; the last good one keeps running");
-                    self.reported_errors = lines;
-                }
-            }
-        }
-    }
-
     /// Notes when each speaker's Lease last changed, by our clock.
     fn observe_leases(&mut self, leases: &BTreeMap<String, Option<String>>) {
         self.leases.retain(|n, _| leases.contains_key(n));
@@ -409,8 +389,8 @@ impl Speaker {
             .collect();
         self.observe_leases(&leases);
         self.membership().await;
-        self.refresh_config();
-        let Some(config) = self.config.clone() else { return Ok(()) };
+        self.config.update(&self.stores.resources());
+        let Some(config) = self.config.config.clone() else { return Ok(()) };
         let (desired, announced) = self.plan(&config);
         if let Some(l2) = &self.l2 {
             l2.reconcile(&desired).await.map_err(Error::Announce)?;
@@ -659,16 +639,7 @@ pub async fn run(args: Args) -> Result<()> {
             None
         }
     };
-    let bgp = BgpAnnouncer::new();
-    if args.bgp_listen != "off" {
-        let addr: std::net::SocketAddr = args
-            .bgp_listen
-            .parse()
-            .map_err(|_| Error::Invalid(format!("--bgp-listen {:?}: not an address:port", args.bgp_listen)))?;
-        if let Err(e) = bgp.listen(addr) {
-            tracing::warn!(%addr, error = %e, "cannot listen for BGP connections; connecting to peers only");
-        }
-    }
+    let bgp = crate::run::bgp_announcer(&args.bgp_listen)?;
     let ns = args.namespace.clone();
     let reporter = Reporter { controller: "lb-speaker".into(), instance: Some(args.node_name.clone()) };
     let recorder = Recorder::new(client.clone(), reporter);
@@ -700,8 +671,7 @@ pub async fn run(args: Args) -> Result<()> {
         down_since: BTreeMap::new(),
         started: lbcore::service::parse_rfc3339(&Timestamp::now().to_string()).unwrap_or_default(),
         joined: BTreeMap::new(),
-        config: None,
-        reported_errors: Vec::new(),
+        config: LastGood::default(),
         l2,
         bgp,
         announced: Announced::default(),
