@@ -9,8 +9,10 @@
 //! ```
 //!
 //! One task owns the `Foca` instance; nothing else touches it. Wire format of a datagram:
-//! `[version 1][sent at, ms since the Unix epoch, u64 BE][SWIM payload][HMAC-SHA256 tag, 32]`,
-//! the tag over everything before it.
+//! `[version 1][sent at, ms since the Unix epoch, u64 BE][kind][payload][HMAC-SHA256 tag, 32]`,
+//! the tag over everything before it. Kind 0 carries SWIM; kind 1 a message of the
+//! application's own ([`Membership::send`], [`Membership::messages`]), authenticated the
+//! same way.
 //!
 //! Invariants:
 //! - A datagram whose tag does not verify, or that was sent more than [`REPLAY_WINDOW`] away
@@ -40,7 +42,13 @@ use tokio::sync::{mpsc, watch};
 pub const REPLAY_WINDOW: Duration = Duration::from_secs(10);
 const VERSION: u8 = 1;
 const TAG: usize = 32;
-const HEADER: usize = 9;
+const HEADER: usize = 10;
+/// Datagram kind: SWIM.
+pub const KIND_SWIM: u8 = 0;
+/// Datagram kind: an application message.
+pub const KIND_APP: u8 = 1;
+/// Application messages waiting to be read; more are dropped (and counted as rejected).
+const APP_QUEUE: usize = 1024;
 
 /// A member: its name (the node name), where it listens, and a counter that grows each time
 /// it rejoins after being declared down.
@@ -156,11 +164,12 @@ fn mac(key: &[u8]) -> Hmac<Sha256> {
     <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
 }
 
-/// `payload`, framed and tagged for sending.
-pub fn seal(key: &[u8], sent_ms: u64, payload: &[u8]) -> Vec<u8> {
+/// `payload` of `kind`, framed and tagged for sending.
+pub fn seal(key: &[u8], sent_ms: u64, kind: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + payload.len() + TAG);
     out.push(VERSION);
     out.extend_from_slice(&sent_ms.to_be_bytes());
+    out.push(kind);
     out.extend_from_slice(payload);
     let mut m = mac(key);
     m.update(&out);
@@ -168,8 +177,8 @@ pub fn seal(key: &[u8], sent_ms: u64, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The payload of a datagram that verifies and is fresh at `now_ms`, or None.
-pub fn open<'a>(key: &[u8], now_ms: u64, datagram: &'a [u8]) -> Option<&'a [u8]> {
+/// The kind and payload of a datagram that verifies and is fresh at `now_ms`, or None.
+pub fn open<'a>(key: &[u8], now_ms: u64, datagram: &'a [u8]) -> Option<(u8, &'a [u8])> {
     if datagram.len() < HEADER + TAG || datagram[0] != VERSION {
         return None;
     }
@@ -177,9 +186,9 @@ pub fn open<'a>(key: &[u8], now_ms: u64, datagram: &'a [u8]) -> Option<&'a [u8]>
     let mut m = mac(key);
     m.update(body);
     m.verify_slice(tag).ok()?;
-    let sent = u64::from_be_bytes(body[1..HEADER].try_into().ok()?);
+    let sent = u64::from_be_bytes(body[1..HEADER - 1].try_into().ok()?);
     let window = REPLAY_WINDOW.as_millis() as u64;
-    (sent.abs_diff(now_ms) <= window).then_some(&body[HEADER..])
+    (sent.abs_diff(now_ms) <= window).then_some((body[HEADER - 1], &body[HEADER..]))
 }
 
 /// A running member.
@@ -188,6 +197,8 @@ pub struct Membership {
     rejected: Arc<AtomicU64>,
     leave: Option<tokio::sync::oneshot::Sender<()>>,
     join: mpsc::UnboundedSender<SocketAddr>,
+    outbox: mpsc::UnboundedSender<(SocketAddr, Vec<u8>)>,
+    inbox: Option<mpsc::Receiver<(SocketAddr, Vec<u8>)>>,
     task: tokio::task::JoinHandle<()>,
     /// The address the socket is bound to.
     pub addr: SocketAddr,
@@ -207,7 +218,10 @@ impl Membership {
         let rejected = Arc::new(AtomicU64::new(0));
         let (leave_tx, leave_rx) = tokio::sync::oneshot::channel();
         let (join, join_rx) = mpsc::unbounded_channel();
+        let (outbox, outbox_rx) = mpsc::unbounded_channel();
+        let (inbox_tx, inbox) = mpsc::channel(APP_QUEUE);
         let worker = Worker {
+            inbox: inbox_tx,
             foca: Foca::new(me.clone(), s.foca(), StdRng::from_os_rng(), PostcardCodec),
             runtime: AccumulatingRuntime::new(),
             socket,
@@ -216,13 +230,25 @@ impl Membership {
             alive: alive_tx,
             rejected: rejected.clone(),
         };
-        let task = tokio::spawn(worker.run(s.seeds, leave_rx, join_rx));
-        Ok(Membership { alive, rejected, leave: Some(leave_tx), join, task, addr })
+        let task = tokio::spawn(worker.run(s.seeds, leave_rx, join_rx, outbox_rx));
+        Ok(Membership { alive, rejected, leave: Some(leave_tx), join, outbox, inbox: Some(inbox), task, addr })
     }
 
     /// Asks the member at `addr` to let this one in (harmless when it already is).
     pub fn join(&self, addr: SocketAddr) {
         let _ = self.join.send(addr);
+    }
+
+    /// Sends `payload` to the member at `to`, sealed with the key like SWIM's own datagrams
+    /// (it must fit one datagram: keep it under 1400 bytes).
+    pub fn send(&self, to: SocketAddr, payload: Vec<u8>) {
+        let _ = self.outbox.send((to, payload));
+    }
+
+    /// The application messages other members [`send`](Self::send), with the address they
+    /// came from; only those that verified and were fresh. Can be taken once.
+    pub fn messages(&mut self) -> Option<mpsc::Receiver<(SocketAddr, Vec<u8>)>> {
+        self.inbox.take()
     }
 
     /// The members alive now, by name (this one included).
@@ -263,6 +289,7 @@ struct Worker {
     me: Member,
     alive: watch::Sender<BTreeMap<String, SocketAddr>>,
     rejected: Arc<AtomicU64>,
+    inbox: mpsc::Sender<(SocketAddr, Vec<u8>)>,
 }
 
 impl Worker {
@@ -282,6 +309,7 @@ impl Worker {
         seeds: Vec<SocketAddr>,
         mut leave: tokio::sync::oneshot::Receiver<()>,
         mut join: mpsc::UnboundedReceiver<SocketAddr>,
+        mut outbox: mpsc::UnboundedReceiver<(SocketAddr, Vec<u8>)>,
     ) {
         let (timer_tx, mut timers) = mpsc::unbounded_channel::<Timer<Member>>();
         for seed in seeds {
@@ -294,11 +322,17 @@ impl Worker {
                 r = self.socket.recv_from(&mut buf) => {
                     let Ok((n, from)) = r else { continue };
                     match open(&self.key, now_ms(), &buf[..n]) {
-                        Some(payload) => {
+                        Some((KIND_SWIM, payload)) => {
                             if let Err(e) = self.foca.handle_data(payload, &mut self.runtime) {
                                 tracing::debug!(%from, error = %e, "membership message refused");
                             }
                         }
+                        Some((KIND_APP, payload)) => {
+                            if self.inbox.try_send((from, payload.to_vec())).is_err() {
+                                self.rejected.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Some((kind, _)) => tracing::debug!(%from, kind, "membership datagram of an unknown kind"),
                         None => {
                             self.rejected.fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(%from, "membership datagram dropped: bad tag, or stale");
@@ -306,6 +340,12 @@ impl Worker {
                     }
                 }
                 Some(addr) = join.recv() => self.announce(addr),
+                Some((to, payload)) = outbox.recv() => {
+                    let datagram = seal(&self.key, now_ms(), KIND_APP, &payload);
+                    if let Err(e) = self.socket.send_to(&datagram, to).await {
+                        tracing::debug!(%to, error = %e, "cannot send a membership datagram");
+                    }
+                }
                 Some(t) = timers.recv() => {
                     if let Err(e) = self.foca.handle_timer(t, &mut self.runtime) {
                         tracing::debug!(error = %e, "membership timer");
@@ -324,7 +364,7 @@ impl Worker {
     /// Carries out what foca asked for: datagrams, timers, and the alive set.
     async fn drain(&mut self, timer_tx: &mpsc::UnboundedSender<Timer<Member>>) {
         while let Some((to, data)) = self.runtime.to_send() {
-            let datagram = seal(&self.key, now_ms(), &data);
+            let datagram = seal(&self.key, now_ms(), KIND_SWIM, &data);
             if let Err(e) = self.socket.send_to(&datagram, to.addr).await {
                 tracing::debug!(to = %to.addr, error = %e, "cannot send a membership datagram");
             }
@@ -372,9 +412,9 @@ mod tests {
     #[test]
     fn a_sealed_datagram_opens_only_with_the_key_unaltered_and_fresh() {
         let now = 1_800_000_000_000;
-        let d = seal(KEY, now, b"swim");
-        assert_eq!(open(KEY, now, &d), Some(&b"swim"[..]));
-        assert_eq!(open(KEY, now + 9_000, &d), Some(&b"swim"[..]), "within the window");
+        let d = seal(KEY, now, KIND_APP, b"swim");
+        assert_eq!(open(KEY, now, &d), Some((KIND_APP, &b"swim"[..])));
+        assert_eq!(open(KEY, now + 9_000, &d), Some((KIND_APP, &b"swim"[..])), "within the window");
         assert_eq!(open(KEY, now + 11_000, &d), None, "replayed too late");
         assert_eq!(open(b"another key of 32 bytes.........", now, &d), None);
         for i in 0..d.len() {

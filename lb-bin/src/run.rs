@@ -9,9 +9,14 @@
 //!
 //! Every service counts as having a ready local endpoint (the host is the backend), and the
 //! host is made to accept traffic for its addresses (see [`crate::host`]).
+//!
+//! Several hosts: with `--memberlist-key`, the hosts listed as `kind: Node` entries in the
+//! shared configuration (and `--peers`) form a group, and each address is answered for in L2
+//! mode by one of them, chosen as [`crate::group`] says; BGP is announced by every host a
+//! BGPPeer selects. Without the key, this host answers for everything it is selected for.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -27,6 +32,7 @@ use lbcore::plan::{self, Assigned, Node};
 use lbcore::service;
 
 use crate::check::Report;
+use crate::group;
 use crate::host::HostVips;
 use crate::state::State;
 use crate::{Error, Result};
@@ -55,9 +61,38 @@ pub struct Args {
     /// Do not put the announced addresses on the local `lb-vips` dummy interface.
     #[arg(long, env = "LB_NO_HOST_ADDRESSES")]
     pub no_host_addresses: bool,
+    /// Shared key (16 bytes or more) of the hosts' membership (SWIM over UDP, every datagram
+    /// authenticated with it). With it, the hosts running `lb run` on one configuration (its
+    /// `kind: Node` entries, and --peers) choose one host per address in L2 mode and fail
+    /// over in under a second; without it, this host answers as if alone.
+    #[arg(long, env = "LB_MEMBERLIST_KEY", hide_env_values = true)]
+    pub memberlist_key: Option<String>,
+    /// UDP port of the membership, on every host.
+    #[arg(long, env = "LB_MEMBERLIST_PORT", default_value_t = 7946)]
+    pub memberlist_port: u16,
+    /// This host's membership address (default: the InternalIP of its `kind: Node` entry).
+    #[arg(long, env = "LB_MEMBERLIST_ADDR")]
+    pub memberlist_addr: Option<IpAddr>,
+    /// Other hosts' membership addresses (IP, or IP:port), beside the `kind: Node` entries.
+    #[arg(long, env = "LB_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
     /// L2 settings.
     #[command(flatten)]
     pub l2: L2Flags,
+}
+
+/// `--peers` values as socket addresses (`port` when none is given).
+fn parse_peers(peers: &[String], port: u16) -> Result<Vec<SocketAddr>> {
+    peers
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<SocketAddr>()
+                .or_else(|_| p.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, port)))
+                .map_err(|_| Error::Invalid(format!("--peers: {p:?} is not an IP address or IP:port")))
+        })
+        .collect()
 }
 
 /// L2 settings MetalLB has no field for.
@@ -136,12 +171,25 @@ fn fingerprint(paths: &[PathBuf]) -> BTreeMap<PathBuf, Option<SystemTime>> {
 struct Standalone {
     args: Args,
     node: Node,
+    /// This host's labels from the flags (they win over its Node entry's).
+    flag_labels: Labels,
     announcer: L2Announcer,
     bgp: BgpAnnouncer,
     host: HostVips,
     state: State,
     running: Option<Config>,
     seen: BTreeMap<PathBuf, Option<SystemTime>>,
+    /// The configuration's `kind: Node` entries: labels and membership address.
+    nodes: BTreeMap<String, (Labels, Option<IpAddr>)>,
+    peers: Vec<SocketAddr>,
+    group: Option<group::Runtime>,
+    /// The assigned services (kept only in a group: owners are worked out again as members
+    /// come and go).
+    assigned: Vec<Assigned>,
+    /// Addresses covered by a route announced over BGP.
+    bgp_vips: BTreeSet<IpAddr>,
+    /// Addresses answered for in L2 mode now.
+    l2_now: BTreeSet<IpAddr>,
 }
 
 impl Standalone {
@@ -150,6 +198,14 @@ impl Standalone {
     async fn reload(&mut self) -> Result<()> {
         self.seen = fingerprint(&self.args.config);
         let mut res = config::load_paths(&self.args.config);
+        let nodes: BTreeMap<String, (Labels, Option<IpAddr>)> = res
+            .nodes
+            .iter()
+            .map(|n| {
+                let n = &n.object;
+                (n.metadata.name.clone().unwrap_or_default(), (n.metadata.labels.clone(), n.internal_ip()))
+            })
+            .collect();
         let validated = config::validate(&res).map_err(Error::Config);
         let services =
             validated.and_then(|v| service::load_balancer_services(&mut res).map(|s| (v, s)).map_err(Error::Config));
@@ -199,38 +255,125 @@ impl Standalone {
             tracing::warn!(error = %e, "cannot print the assignment table");
         }
         drop(report);
-        let desired = Desired {
-            l2: plan::l2(&validated.config, &self.node, &assigned),
-            bgp: plan::bgp(&validated.config, &self.node, &assigned),
-        };
-        for ip in desired.l2.keys() {
-            tracing::info!(%ip, node = %self.node.name, "announcing in L2 mode");
-        }
-        for (peer, s) in &desired.bgp {
+        // This host's labels: its Node entry's, then the flags'.
+        let mut labels = nodes.get(&self.node.name).map(|n| n.0.clone()).unwrap_or_default();
+        labels.extend(self.flag_labels.clone());
+        self.node = Node::new(self.node.name.clone(), labels);
+        self.nodes = nodes;
+        let bgp = Desired { l2: BTreeMap::new(), bgp: plan::bgp(&validated.config, &self.node, &assigned) };
+        for (peer, s) in &bgp.bgp {
             tracing::info!(%peer, routes = s.routes.len(), node = %self.node.name, "BGP session planned");
         }
-        // The host accepts traffic for an address before anyone is told to send it here:
-        // every address answered in L2 mode or covered by a route announced over BGP.
-        if !self.args.no_host_addresses {
-            let mut vips: BTreeSet<IpAddr> = desired.l2.keys().copied().collect();
-            for a in &assigned {
-                for (ip, _) in &a.ips {
-                    if desired.bgp.values().any(|s| covered(&s.routes, *ip)) {
-                        vips.insert(*ip);
-                    }
+        self.bgp_vips.clear();
+        for a in &assigned {
+            for (ip, _) in &a.ips {
+                if bgp.bgp.values().any(|s| covered(&s.routes, *ip)) {
+                    self.bgp_vips.insert(*ip);
                 }
             }
-            self.host.sync(&vips);
         }
-        self.announcer.reconcile(&desired).await.map_err(Error::Announce)?;
-        self.bgp.reconcile(&desired).await.map_err(Error::Announce)?;
-        self.running = Some(validated.config);
+        if self.args.memberlist_key.is_some() {
+            self.join_group().await?;
+        } else if self.nodes.keys().any(|n| *n != self.node.name) {
+            tracing::warn!("the configuration lists other Nodes but --memberlist-key is not set: this host answers for every address it is selected for, as if alone");
+        }
+        if self.group.is_some() {
+            self.assigned = assigned;
+            self.running = Some(validated.config);
+            self.apply_l2().await?;
+        } else {
+            let l2 = plan::l2(&validated.config, &self.node, &assigned);
+            drop(assigned);
+            self.announce_l2(l2).await?;
+            self.running = Some(validated.config);
+        }
+        self.bgp.reconcile(&bgp).await.map_err(Error::Announce)?;
         Ok(())
     }
 
+    /// Starts this host's membership once (its address from the flag or its Node entry), and
+    /// keeps its seeds (the other Node entries and --peers) up to date.
+    async fn join_group(&mut self) -> Result<()> {
+        let port = self.args.memberlist_port;
+        let me = self.node.name.clone();
+        let mut seeds: Vec<SocketAddr> = self
+            .nodes
+            .iter()
+            .filter(|(n, _)| **n != me)
+            .filter_map(|(_, (_, ip))| ip.map(|ip| SocketAddr::new(ip, port)))
+            .collect();
+        seeds.extend(self.peers.iter().copied());
+        if let Some(rt) = &mut self.group {
+            rt.set_seeds(seeds);
+            return Ok(());
+        }
+        let Some(ip) = self.args.memberlist_addr.or_else(|| self.nodes.get(&me).and_then(|n| n.1)) else {
+            return Err(Error::Invalid(format!("--memberlist-key is set but this host's membership address is unknown: add a `kind: Node` entry named {me:?} with an InternalIP, or pass --memberlist-addr")));
+        };
+        let key = self.args.memberlist_key.clone().unwrap_or_default().into_bytes();
+        let settings = group::Settings { name: me, addr: SocketAddr::new(ip, port), seeds, key };
+        let rt = group::Runtime::start(settings).await.map_err(|e| Error::Invalid(format!("membership: {e}")))?;
+        self.group = Some(rt);
+        Ok(())
+    }
+
+    /// Works out, with the group, which addresses this host answers for in L2 mode now.
+    async fn apply_l2(&mut self) -> Result<()> {
+        let (Some(rt), Some(config)) = (self.group.as_mut(), self.running.as_ref()) else { return Ok(()) };
+        let counted = rt.counted();
+        let mut eligible: BTreeMap<IpAddr, Vec<&str>> = BTreeMap::new();
+        let mut targets = BTreeMap::new();
+        for name in &counted {
+            let node = if *name == self.node.name {
+                self.node.clone()
+            } else {
+                Node::new(name.clone(), self.nodes.get(name).map(|n| n.0.clone()).unwrap_or_default())
+            };
+            let l2 = plan::l2(config, &node, &self.assigned);
+            for ip in l2.keys() {
+                eligible.entry(*ip).or_default().push(name.as_str());
+            }
+            if *name == self.node.name {
+                targets = l2;
+            }
+        }
+        let mine = rt.decide(&eligible);
+        targets.retain(|ip, _| mine.contains(ip));
+        self.announce_l2(targets).await
+    }
+
+    /// Answers for exactly `l2` in L2 mode (the host accepting traffic for each address
+    /// before anyone is told to send it here).
+    async fn announce_l2(&mut self, l2: BTreeMap<IpAddr, lbcore::announcer::L2Target>) -> Result<()> {
+        let now: BTreeSet<IpAddr> = l2.keys().copied().collect();
+        for ip in now.difference(&self.l2_now) {
+            tracing::info!(%ip, node = %self.node.name, "announcing in L2 mode");
+        }
+        for ip in self.l2_now.difference(&now) {
+            tracing::info!(%ip, node = %self.node.name, "no longer announcing in L2 mode");
+        }
+        if !self.args.no_host_addresses {
+            self.host.sync(&now.union(&self.bgp_vips).copied().collect());
+        }
+        self.l2_now = now;
+        self.announcer.reconcile(&Desired { l2, bgp: BTreeMap::new() }).await.map_err(Error::Announce)
+    }
+
     async fn shutdown(&mut self) -> Result<()> {
+        // Make before break: the group learns at once that this host leaves and the next
+        // owners take its addresses (gratuitous ARP / unsolicited NA); this host stops
+        // answering (it must not defend the addresses against them) but still accepts the
+        // traffic clients send it until they have switched.
+        let mut held = false;
+        if let Some(rt) = self.group.take() {
+            held = !rt.mine().is_empty();
+            rt.leave().await;
+        }
         self.bgp.shutdown().await.map_err(Error::Announce)?;
         self.announcer.shutdown().await.map_err(Error::Announce)?;
+        if held {
+            tokio::time::sleep(HANDOVER).await;
+        }
         // With graceful restart the routers keep forwarding here for the restart time (we
         // advertise forwarding state as preserved), so the host keeps accepting the traffic.
         let graceful = self.running.as_ref().is_some_and(|c| c.peers.iter().any(|p| p.graceful_restart));
@@ -243,6 +386,10 @@ impl Standalone {
         Ok(())
     }
 }
+
+/// How long a leaving host keeps accepting traffic for its addresses after telling the
+/// group, so that clients have switched to the next owner before it stops.
+const HANDOVER: Duration = Duration::from_millis(100);
 
 /// Whether `ip` is inside one of the announced prefixes.
 fn covered(routes: &BTreeMap<IpNet, lbcore::announcer::RouteAttrs>, ip: IpAddr) -> bool {
@@ -269,7 +416,12 @@ pub(crate) fn bgp_announcer(listen: &str) -> Result<BgpAnnouncer> {
 pub async fn run(args: Args) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let settings = args.l2.settings()?;
-    let node = Node::new(args.node.clone().unwrap_or_else(host_name), parse_labels(&args.node_labels)?);
+    let flag_labels = parse_labels(&args.node_labels)?;
+    let node = Node::new(args.node.clone().unwrap_or_else(host_name), flag_labels.clone());
+    let peers = parse_peers(&args.peers, args.memberlist_port)?;
+    if args.memberlist_key.as_ref().is_some_and(|k| k.len() < 16) {
+        return Err(Error::Invalid("--memberlist-key must be at least 16 bytes".into()));
+    }
     // Signals first: a SIGTERM during start-up must still withdraw, not kill the process.
     let sig = |k: SignalKind| signal(k).map_err(|e| Error::Invalid(format!("cannot install a signal handler: {e}")));
     let (mut term, mut int, mut hup) =
@@ -280,12 +432,19 @@ pub async fn run(args: Args) -> Result<()> {
     let mut me = Standalone {
         args,
         node,
+        flag_labels,
         announcer,
         bgp,
         host: HostVips::default(),
         state,
         running: None,
         seen: BTreeMap::new(),
+        nodes: BTreeMap::new(),
+        peers,
+        group: None,
+        assigned: Vec::new(),
+        bgp_vips: BTreeSet::new(),
+        l2_now: BTreeSet::new(),
     };
     let result = serve(&mut me, &mut term, &mut int, &mut hup).await;
     let down = me.shutdown().await;
@@ -312,6 +471,11 @@ async fn serve(
                 tracing::info!("SIGHUP: reloading the configuration");
                 me.reload().await?;
             }
+            replan = step(&mut me.group) => {
+                if replan {
+                    me.apply_l2().await?;
+                }
+            }
             _ = tick.tick() => {
                 if fingerprint(&me.args.config) != me.seen {
                     tracing::info!("configuration files changed: reloading");
@@ -322,9 +486,27 @@ async fn serve(
     }
 }
 
+/// The group's next event (never, without a group).
+async fn step(g: &mut Option<group::Runtime>) -> bool {
+    match g {
+        Some(g) => g.step().await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peers() {
+        let p =
+            parse_peers(&["10.0.0.2".into(), " 10.0.0.3:8000".into(), "[fd00::1]:7".into(), "".into()], 7946).unwrap();
+        let want: Vec<SocketAddr> =
+            ["10.0.0.2:7946", "10.0.0.3:8000", "[fd00::1]:7"].iter().map(|s| s.parse().unwrap()).collect();
+        assert_eq!(p, want);
+        assert!(parse_peers(&["node-b".into()], 7946).unwrap_err().to_string().contains("node-b"));
+    }
 
     #[test]
     fn node_labels() {

@@ -1,12 +1,12 @@
 //! Membership among speakers (SWIM over UDP, authenticated), with real sockets on loopback:
 //! members find each other through a seed, a killed member is declared down, a leaving one
-//! is gone at once, and nobody without the key can join or move anything.
+//! is gone at once, and nobody without the key can join, move anything or send a message.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use lb_bin::membership::{seal, Membership, Settings};
+use lb_bin::membership::{seal, Membership, Settings, KIND_APP, KIND_SWIM};
 
 const KEY: &[u8] = b"a shared key of at least 16 bytes";
 
@@ -58,7 +58,7 @@ async fn members_join_through_a_seed_and_see_deaths_and_departures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_key_nobody_joins_or_declares_anyone_dead() {
-    let a = member("a", &[], KEY).await;
+    let mut a = member("a", &[], KEY).await;
     let b = member("b", &[a.addr], KEY).await;
     assert!(until(|| names(&a) == set(&["a", "b"])).await);
     let intruder = member("x", &[a.addr, b.addr], b"a different key, 16+ bytes").await;
@@ -66,15 +66,22 @@ async fn without_the_key_nobody_joins_or_declares_anyone_dead() {
     // A forged datagram: right framing, fresh, but tagged with another key.
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    sock.send_to(&seal(b"not the shared key at all", now, b"member b is down"), a.addr).await.unwrap();
+    sock.send_to(&seal(b"not the shared key at all", now, KIND_SWIM, b"member b is down"), a.addr).await.unwrap();
+    sock.send_to(&seal(b"not the shared key at all", now, KIND_APP, b"I own everything"), a.addr).await.unwrap();
     // And a replay of nothing in particular: garbage.
     sock.send_to(&[1, 2, 3], a.addr).await.unwrap();
 
-    assert!(until(|| a.rejected() >= 3).await, "rejected: {}", a.rejected());
+    assert!(until(|| a.rejected() >= 4).await, "rejected: {}", a.rejected());
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(names(&a), set(&["a", "b"]), "the intruder never joined, b never went down");
     assert_eq!(names(&b), set(&["a", "b"]));
     assert_eq!(names(&intruder), set(&["x"]), "the intruder learned nothing");
+    // Application messages: a member's arrive, with its address; the intruder's never did.
+    let mut inbox = a.messages().expect("the inbox");
+    b.send(a.addr, b"claims of b".to_vec());
+    let got = tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await.expect("in time").expect("a message");
+    assert_eq!(got, (b.addr, b"claims of b".to_vec()));
+    assert!(inbox.try_recv().is_err(), "nothing else was delivered");
     assert!(Membership::start(Settings::new("s", "127.0.0.1:0".parse().unwrap(), vec![], b"short".to_vec()))
         .await
         .is_err());

@@ -246,23 +246,6 @@ fn the_speaker_announces_over_bgp_to_bird_and_says_so() {
     assert_eq!(support::rbac::denied(&accesses, "lb-speaker", "lb-speaker"), Vec::<String>::new());
 }
 
-/// Namespaces `members` and a client on one bridge (in namespace `sw`), each with `eth0`.
-fn bridged(members: &[&Netns]) -> Netns {
-    let sw = Netns::new("ks");
-    sw.ip(&["link", "add", "br0", "type", "bridge"]);
-    sw.ip(&["link", "set", "br0", "up"]);
-    for (i, m) in members.iter().enumerate() {
-        let (x, y) = (support::unique("vx"), support::unique("vy"));
-        support::must("ip", &["link", "add", &x, "type", "veth", "peer", "name", &y]);
-        support::must("ip", &["link", "set", &x, "netns", &m.name, "name", "eth0"]);
-        let port = format!("p{i}");
-        support::must("ip", &["link", "set", &y, "netns", &sw.name, "name", &port]);
-        sw.ip(&["link", "set", &port, "master", "br0", "up"]);
-        m.ip(&["link", "set", "eth0", "up"]);
-    }
-    sw
-}
-
 /// Two nodes with speakers in one SWIM group and a client, on one bridge, with the
 /// controller and an L2 pool; the speakers' Lease timeout is a minute, so that only
 /// membership can move an address fast.
@@ -283,7 +266,7 @@ impl Pair {
         let (n1, s1, kc1) = node_with_api(&c, "k1");
         let (n2, s2, kc2) = node_with_api(&c, "k2");
         let cli = Netns::new("kl");
-        let sw = bridged(&[&n1, &n2, &cli]);
+        let sw = support::bridged(&[&n1, &n2, &cli]);
         for (ns, ip) in [(&n1, "10.79.0.1/24"), (&n2, "10.79.0.2/24"), (&cli, "10.79.0.10/24")] {
             ns.ip(&["addr", "add", ip, "dev", "eth0"]);
         }
@@ -365,6 +348,18 @@ fn membership_moves_an_address_when_its_owner_dies_and_never_back() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(arping(cli, "10.79.0.100").as_ref(), Some(new_mac), "flap-back");
     assert!(eventually(Duration::from_secs(5), || p.owner().as_deref() == Some(other)), "{:?}", p.owners());
+
+    // The API says the owner's node is not ready: it loses the address, though membership
+    // still hears its speaker; ready again, it takes nothing back.
+    let downs = |s: &Proc| s.stderr().matches("member down").count();
+    let before = (downs(&back), downs(&p.speakers[1 - i]));
+    c.node_ready(other, false);
+    let moved = eventually(Duration::from_secs(10), || arping(cli, "10.79.0.100").as_ref() == Some(old_mac));
+    assert!(moved, "a not-ready node kept the address: {}", back.stderr());
+    assert_eq!((downs(&back), downs(&p.speakers[1 - i])), before, "membership still hears both");
+    c.node_ready(other, true);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(arping(cli, "10.79.0.100").as_ref(), Some(old_mac), "flap-back after ready again");
     p.speakers[i] = back;
 }
 

@@ -123,6 +123,17 @@ impl Cluster {
             .expect("node status");
     }
 
+    /// Sets a Node's Ready condition, as its kubelet would.
+    pub fn node_ready(&self, name: &str, ready: bool) {
+        let res = resource("", "nodes").unwrap();
+        let status = if ready { "True" } else { "False" };
+        let st = json!({"status": {"conditions": [{"type": "Ready", "status": status}]}});
+        self.api
+            .shared
+            .with(|s| s.patch(res, "", name, fakeapi::store::Part::Status, "application/merge-patch+json", &st))
+            .expect("node status");
+    }
+
     /// A Ready Node whose InternalIP is `ip`.
     pub fn node_at(&self, name: &str, ip: &str) {
         self.create("", "nodes", "", json!({"metadata": {"name": name}}));

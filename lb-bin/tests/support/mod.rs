@@ -126,6 +126,23 @@ pub fn veth(a: &Netns, b: &Netns, ifname: &str) {
     b.ip(&["link", "set", ifname, "up"]);
 }
 
+/// Namespaces `members` and a client on one bridge (in namespace `sw`), each with `eth0`.
+pub fn bridged(members: &[&Netns]) -> Netns {
+    let sw = Netns::new("ks");
+    sw.ip(&["link", "add", "br0", "type", "bridge"]);
+    sw.ip(&["link", "set", "br0", "up"]);
+    for (i, m) in members.iter().enumerate() {
+        let (x, y) = (unique("vx"), unique("vy"));
+        must("ip", &["link", "add", &x, "type", "veth", "peer", "name", &y]);
+        must("ip", &["link", "set", &x, "netns", &m.name, "name", "eth0"]);
+        let port = format!("p{i}");
+        must("ip", &["link", "set", &y, "netns", &sw.name, "name", &port]);
+        sw.ip(&["link", "set", &port, "master", "br0", "up"]);
+        m.ip(&["link", "set", "eth0", "up"]);
+    }
+    sw
+}
+
 /// A child process killed (by PID) on drop.
 pub struct Proc {
     pub child: Child,

@@ -2,7 +2,7 @@
 //!
 //! A file holds any number of YAML documents (`---`); each is one object, or a `kind: List`
 //! (as `kubectl get -o yaml` prints) whose items are objects. The `metallb.io` kinds, `v1
-//! Service` and `v1 Namespace` are kept; other kinds are skipped with a debug log.
+//! Service`, `v1 Namespace` and `v1 Node` are kept; other kinds are skipped with a debug log.
 //!
 //! Invariants: loading never panics and never stops at the first bad document: problems are
 //! collected in [`Resources::errors`] / [`Resources::warnings`] with their source. Unknown
@@ -76,6 +76,8 @@ pub struct Resources {
     pub services: Vec<Loaded<crate::service::Service>>,
     /// `v1 Namespace` objects (their labels feed namespace selectors).
     pub namespaces: Vec<Loaded<raw::Namespace>>,
+    /// `v1 Node` objects: the hosts of a standalone group (`lb run` on several hosts).
+    pub nodes: Vec<Loaded<raw::Node>>,
     /// Documents that could not be read at all.
     pub errors: Vec<Diagnostic>,
     /// Problems that do not stop the configuration from being used.
@@ -256,6 +258,23 @@ impl Resources {
             },
             ("", "Namespace") => match typed::<raw::Namespace>(value) {
                 Ok((ns, _)) => self.namespaces.push(Loaded { source, object: ns }),
+                Err((path, msg)) => self.errors.push(diag(&path, "", msg)),
+            },
+            ("", "Node") => match typed::<raw::Node>(value) {
+                Ok((node, _)) => {
+                    if node.metadata.name.as_deref().is_none_or(str::is_empty) {
+                        self.errors.push(diag("metadata.name", "", "required".into()));
+                    } else if let Some((i, a)) = node.status.addresses.iter().enumerate().find(|(_, a)| {
+                        a.type_ == "InternalIP" && a.address.trim().parse::<std::net::IpAddr>().is_err()
+                    }) {
+                        let field = format!("status.addresses[{i}].address");
+                        self.errors.push(diag(&field, &a.address, "an InternalIP must be an IP address".into()));
+                    } else if self.nodes.iter().any(|n| n.object.metadata.name == node.metadata.name) {
+                        self.errors.push(diag("metadata.name", name.as_str(), "a second Node of this name".into()));
+                    } else {
+                        self.nodes.push(Loaded { source, object: node });
+                    }
+                }
                 Err((path, msg)) => self.errors.push(diag(&path, "", msg)),
             },
             ("", "ConfigMap") if map.get("data").and_then(|d| d.get("config")).is_some() && name == "config" => {
@@ -571,6 +590,24 @@ mod tests {
         let docs: String =
             (0..2_000).map(|i| format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: n{i}}}\n---\n")).collect();
         assert_eq!(load(&docs).namespaces.len(), 2_000);
+    }
+
+    #[test]
+    fn nodes_are_read_with_labels_and_internal_ip_and_checked() {
+        let node = |name: &str, ip: &str| {
+            format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {name}, labels: {{rack: r1}}}}\nstatus: {{addresses: [{{type: Hostname, address: h}}, {{type: InternalIP, address: \"{ip}\"}}]}}\n---\n")
+        };
+        let r =
+            load(&(node("a", "10.0.0.1") + &node("b", "fd00::2") + &node("c", "10.0.0.x") + &node("a", "10.0.0.4")));
+        let got: Vec<_> =
+            r.nodes.iter().map(|n| (n.object.metadata.name.clone().unwrap(), n.object.internal_ip())).collect();
+        assert_eq!(got, [("a".to_string(), "10.0.0.1".parse().ok()), ("b".to_string(), "fd00::2".parse().ok())]);
+        assert_eq!(r.nodes[0].object.metadata.labels["rack"], "r1");
+        assert_eq!(r.errors.len(), 2, "{:?}", r.errors);
+        assert_eq!((r.errors[0].name.as_str(), r.errors[0].field.as_str()), ("c", "status.addresses[1].address"));
+        assert_eq!(r.errors[0].value, "10.0.0.x");
+        assert_eq!((r.errors[1].name.as_str(), r.errors[1].field.as_str()), ("a", "metadata.name"));
+        assert!(load("apiVersion: v1\nkind: Node\nmetadata: {}\n").errors[0].message.contains("required"));
     }
 
     #[test]

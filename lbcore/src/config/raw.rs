@@ -337,6 +337,43 @@ pub struct Namespace {
     pub metadata: ObjectMeta,
 }
 
+/// A `v1 Node`, reduced to what standalone mode reads: its name and labels (for
+/// `nodeSelectors`) and its addresses (the `InternalIP` is where its membership listens).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Node {
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Status, reduced.
+    pub status: NodeStatus,
+}
+
+/// `v1 NodeStatus`, reduced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NodeStatus {
+    /// `status.addresses`.
+    pub addresses: Vec<NodeAddress>,
+}
+
+/// `v1 NodeAddress`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NodeAddress {
+    /// `InternalIP`, `ExternalIP`, `Hostname`, ...
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The address.
+    pub address: String,
+}
+
+impl Node {
+    /// The first `InternalIP`, when it is an IP address.
+    pub fn internal_ip(&self) -> Option<std::net::IpAddr> {
+        self.status.addresses.iter().find(|a| a.type_ == "InternalIP").and_then(|a| a.address.trim().parse().ok())
+    }
+}
+
 /// A `metallb.io` object: its metadata and raw spec.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
