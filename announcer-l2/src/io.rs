@@ -81,6 +81,8 @@ fn open(iface: &NetworkInterface) -> io::Result<Pair> {
 #[derive(Debug, Default)]
 pub struct WorkerShared {
     ips: Mutex<BTreeSet<IpAddr>>,
+    /// Addresses to announce again (a burst, as when taken).
+    again: Mutex<BTreeSet<IpAddr>>,
     version: AtomicU64,
     stop: AtomicBool,
     /// Addresses the worker answers for now (for status).
@@ -115,6 +117,15 @@ impl WorkerShared {
                 *cur = ips;
                 self.version.fetch_add(1, Ordering::SeqCst);
             }
+        }
+    }
+
+    /// Sends the gratuitous ARP / unsolicited NA burst again for those of `ips` this worker
+    /// answers for.
+    pub fn announce_again(&self, ips: &BTreeSet<IpAddr>) {
+        if let Ok(mut again) = self.again.lock() {
+            again.extend(ips.iter().copied());
+            self.version.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
@@ -285,6 +296,10 @@ impl Loop {
         tracing::info!(interface = %self.name, "stopped answering");
     }
 
+    fn again_take(&self) -> BTreeSet<IpAddr> {
+        self.shared.again.lock().map(|mut a| std::mem::take(&mut *a)).unwrap_or_default()
+    }
+
     fn refresh(&mut self) {
         let v = self.shared.version.load(Ordering::SeqCst);
         if v == self.seen {
@@ -299,6 +314,11 @@ impl Loop {
         }
         for ip in self.responder.ips().difference(&ips) {
             tracing::info!(interface = %self.name, %ip, "giving address up");
+        }
+        let again = self.again_take();
+        for ip in again.intersection(&ips) {
+            tracing::info!(interface = %self.name, %ip, "announcing address again");
+            self.schedule.insert(*ip, Pending { next: now, left: self.settings.announce_count });
         }
         self.schedule.retain(|ip, _| ips.contains(ip));
         self.groups.set(self.index, &ips);

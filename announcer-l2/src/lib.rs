@@ -69,6 +69,8 @@ impl Default for L2Settings {
 struct Inner {
     settings: L2Settings,
     desired: Mutex<BTreeMap<IpAddr, L2Target>>,
+    /// Addresses to announce again on the manager's next pass.
+    again: Mutex<BTreeSet<IpAddr>>,
     wake: Condvar,
     dirty: Mutex<bool>,
     stop: AtomicBool,
@@ -98,6 +100,7 @@ impl L2Announcer {
         let inner = Arc::new(Inner {
             settings,
             desired: Mutex::new(BTreeMap::new()),
+            again: Mutex::new(BTreeSet::new()),
             wake: Condvar::new(),
             dirty: Mutex::new(true),
             stop: AtomicBool::new(false),
@@ -115,6 +118,16 @@ impl L2Announcer {
     /// Frames counted per address since start (for metrics).
     pub fn counters(&self) -> BTreeMap<IpAddr, L2Counts> {
         self.inner.counters.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Sends the burst of gratuitous ARP / unsolicited NA again for those of `ips` it answers
+    /// for, as when they were taken: for when clients may have followed another host's
+    /// announcements (after two hosts both answered, once the other has stopped).
+    pub fn announce_again(&self, ips: &BTreeSet<IpAddr>) {
+        if let Ok(mut a) = self.inner.again.lock() {
+            a.extend(ips.iter().copied());
+        }
+        self.poke();
     }
 
     fn poke(&self) {
@@ -173,6 +186,14 @@ fn manager(inner: &Inner) {
             }
             if let Some((_, _, w)) = workers.get(name) {
                 w.shared.set_ips(ips.clone());
+            }
+        }
+        let again = inner.again.lock().map(|mut a| std::mem::take(&mut *a)).unwrap_or_default();
+        if !again.is_empty() {
+            for (name, ips) in &targets {
+                if let Some((_, _, w)) = workers.get(name) {
+                    w.shared.announce_again(&again.intersection(ips).copied().collect());
+                }
             }
         }
         let answering: BTreeMap<String, BTreeSet<IpAddr>> = workers

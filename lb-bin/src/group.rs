@@ -98,12 +98,24 @@ pub struct Group {
     seq: u64,
     mine: BTreeMap<IpAddr, u64>,
     peers: BTreeMap<String, Peer>,
+    /// Held addresses another member claims too (it is about to give them up).
+    contested: BTreeSet<IpAddr>,
+    /// Held addresses that were contested and no longer are.
+    settled: BTreeSet<IpAddr>,
 }
 
 impl Group {
     /// A member named `me` whose process started at `started_ms`, holding nothing.
     pub fn new(me: impl Into<String>, started_ms: u64) -> Group {
-        Group { me: me.into(), started_ms, seq: 0, mine: BTreeMap::new(), peers: BTreeMap::new() }
+        Group {
+            me: me.into(),
+            started_ms,
+            seq: 0,
+            mine: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            contested: BTreeSet::new(),
+            settled: BTreeSet::new(),
+        }
     }
 
     /// This member's name.
@@ -210,7 +222,21 @@ impl Group {
             self.seq += 1;
         }
         self.mine = next;
+        let contested: BTreeSet<IpAddr> = self
+            .mine
+            .keys()
+            .filter(|ip| self.peers.values().any(|p| p.complete.as_ref().is_some_and(|c| c.contains_key(ip))))
+            .copied()
+            .collect();
+        self.settled.extend(self.contested.difference(&contested).filter(|ip| self.mine.contains_key(ip)));
+        self.contested = contested;
         changed
+    }
+
+    /// Held addresses another member also answered for until a moment ago (after a split):
+    /// clients may have followed its announcements, so this member announces them again.
+    pub fn take_settled(&mut self) -> BTreeSet<IpAddr> {
+        std::mem::take(&mut self.settled)
     }
 
     /// This member's claims, as datagram payloads.
@@ -372,6 +398,11 @@ impl Runtime {
     /// The addresses this member answers for.
     pub fn mine(&self) -> BTreeSet<IpAddr> {
         self.group.mine()
+    }
+
+    /// See [`Group::take_settled`].
+    pub fn take_settled(&mut self) -> BTreeSet<IpAddr> {
+        self.group.take_settled()
     }
 
     /// Decides what this member answers for (see [`Group::decide`]), with the link and the
@@ -548,6 +579,11 @@ mod tests {
         a.decide(&all(&ips, &["a", "b"]), true, 30);
         b.decide(&all(&ips, &["a", "b"]), true, 30);
         assert_eq!((a.mine().len(), b.mine().len()), (1, 0), "a claimed first");
+        assert!(a.take_settled().is_empty(), "b has not given it up yet");
+        deliver(&b, &mut a);
+        a.decide(&all(&ips, &["a", "b"]), true, 31);
+        assert_eq!(a.take_settled(), BTreeSet::from(ips), "settled: a announces it again");
+        assert!(a.take_settled().is_empty());
     }
 
     #[test]

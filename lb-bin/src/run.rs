@@ -338,8 +338,14 @@ impl Standalone {
             }
         }
         let mine = rt.decide(&eligible);
+        let settled = rt.take_settled();
         targets.retain(|ip, _| mine.contains(ip));
-        self.announce_l2(targets).await
+        self.announce_l2(targets).await?;
+        if !settled.is_empty() {
+            tracing::info!(ips = ?settled, "another host has stopped answering for these: announcing them again");
+            self.announcer.announce_again(&settled);
+        }
+        Ok(())
     }
 
     /// Answers for exactly `l2` in L2 mode (the host accepting traffic for each address

@@ -4,7 +4,7 @@
 //! loses its link: each time exactly one host takes over, the client's neighbour entries
 //! follow the new owner's gratuitous ARP / unsolicited NA without the client asking, no
 //! other MAC claims the address after the take-over, and the host that comes back takes
-//! nothing back.
+//! nothing back. And two hosts cut off from each other both answer, then settle on one.
 //!
 //! Needs root and ip, arping, ndisc6, tcpdump, ping (installed by ./scripts/test as root);
 //! without them it says SKIPPED, under CI=true it fails.
@@ -20,13 +20,13 @@ const KEY: &str = "a shared key of 16+ bytes";
 const V4: &str = "10.81.0.100";
 const V6: &str = "fd00:81::100";
 
-fn config() -> String {
+fn config(hosts: usize) -> String {
     let mut y = String::from(
         "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: lan}\nspec:\n  addresses: [10.81.0.100/32, \"fd00:81::100/128\"]\n---\n\
          apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: lan}\n---\n\
          apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: t}\nspec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ports: [{port: 80}]}\n",
     );
-    for i in 0..3 {
+    for i in 0..hosts {
         y.push_str(&format!(
             "---\napiVersion: v1\nkind: Node\nmetadata: {{name: n{i}, labels: {{rack: r{i}}}}}\nstatus: {{addresses: [{{type: InternalIP, address: 10.81.0.{}}}]}}\n",
             i + 1
@@ -58,10 +58,12 @@ struct Lab {
 }
 
 impl Lab {
-    fn new() -> Lab {
-        let nodes: Vec<Netns> = (0..3).map(|_| Netns::new("fn")).collect();
+    fn new(hosts: usize) -> Lab {
+        let nodes: Vec<Netns> = (0..hosts).map(|_| Netns::new("fn")).collect();
         let cli = Netns::new("fc");
-        let sw = support::bridged(&[&nodes[0], &nodes[1], &nodes[2], &cli]);
+        let mut members: Vec<&Netns> = nodes.iter().collect();
+        members.push(&cli);
+        let sw = support::bridged(&members);
         for (i, n) in nodes.iter().enumerate() {
             // IPv6 addresses survive a link going down (the kernel's default drops them).
             let o = n.exec("sh", &["-c", "echo 1 > /proc/sys/net/ipv6/conf/all/keep_addr_on_down"]);
@@ -72,7 +74,7 @@ impl Lab {
         cli.ip(&["addr", "add", "10.81.0.10/24", "dev", "eth0"]);
         cli.ip(&["addr", "add", "fd00:81::10/64", "dev", "eth0", "nodad"]);
         let dir = Scratch::new("fo");
-        std::fs::write(dir.path("lb.yaml"), config()).expect("config");
+        std::fs::write(dir.path("lb.yaml"), config(hosts)).expect("config");
         let pcap = dir.path("client.pcap");
         let dump = Proc::spawn(
             cli.cmd("tcpdump", &["-n", "-U", "-i", "eth0", "-w", pcap.to_str().unwrap(), "arp or icmp6"]),
@@ -178,7 +180,7 @@ fn three_hosts_fail_over_to_exactly_one_and_never_back() {
     if !prerequisites(TOOLS) {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new(3);
     let mut lbs: Vec<Proc> = (0..3).map(|i| lab.lb(i, "a")).collect();
     let all = |lbs: &Vec<Proc>| logs(&lbs.iter().collect::<Vec<_>>());
     let met = eventually(Duration::from_secs(10), || lbs.iter().all(|p| p.stderr().matches("member up").count() >= 2));
@@ -285,6 +287,50 @@ fn three_hosts_fail_over_to_exactly_one_and_never_back() {
     );
 
     // Everyone else leaves cleanly.
+    for p in &mut lbs {
+        p.signal("TERM");
+        assert_eq!(p.wait(Duration::from_secs(10)), Some(0), "{}", p.stderr());
+    }
+}
+
+#[test]
+fn two_hosts_cut_off_from_each_other_both_answer_then_settle_on_the_older_claim() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let lab = Lab::new(2);
+    let mut lbs: Vec<Proc> = (0..2).map(|i| lab.lb(i, "a")).collect();
+    let all = |lbs: &Vec<Proc>| logs(&lbs.iter().collect::<Vec<_>>());
+    let ready = eventually(Duration::from_secs(10), || {
+        lbs.iter().all(|p| p.stderr().contains("member up")) && lab.arp_owner().is_some()
+    });
+    assert!(ready, "no owner:\n{}", all(&lbs));
+    let first = lab.arp_owner().unwrap();
+    let second = 1 - first;
+    lab.touch();
+    assert_eq!(lab.neighbour(V4), Some(first));
+
+    // The hosts stop hearing each other (both links stay up, both still reach the client):
+    // each takes the other for dead, so the second answers too, and the client follows it.
+    lab.nodes[0].ip(&["route", "add", "blackhole", "10.81.0.2/32"]);
+    lab.nodes[1].ip(&["route", "add", "blackhole", "10.81.0.1/32"]);
+    let split = eventually(Duration::from_secs(10), || lbs.iter().all(|p| p.stderr().contains("member down")));
+    assert!(split, "membership never split:\n{}", all(&lbs));
+    let both = eventually(Duration::from_secs(10), || lab.neighbour(V4) == Some(second));
+    assert!(both, "the second host did not take over during the split:\n{}", all(&lbs));
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Healed: they meet again, the older claim (the first host's) keeps the address, the
+    // second gives it up, and the first announces it again, so the client's entry comes
+    // back to it without the client asking.
+    let healed_at = now();
+    lab.nodes[0].ip(&["route", "del", "blackhole", "10.81.0.2/32"]);
+    lab.nodes[1].ip(&["route", "del", "blackhole", "10.81.0.1/32"]);
+    let back = eventually(Duration::from_secs(15), || lab.neighbour(V4) == Some(first));
+    assert!(back, "the client's entry stayed on the second host: {}\n{}", lab.cli.ip(&["neigh"]), all(&lbs));
+    assert!(lbs[first].stderr().contains("announcing them again"), "{}", lbs[first].stderr());
+    assert_eq!(lab.arp_owner(), Some(first));
+    lab.only_owner_after(V4, first, healed_at, &all(&lbs));
     for p in &mut lbs {
         p.signal("TERM");
         assert_eq!(p.wait(Duration::from_secs(10)), Some(0), "{}", p.stderr());
