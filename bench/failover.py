@@ -13,8 +13,11 @@ namespaces, for keepalived (VRRP, advert_int 1):
   removes it itself; for lb the VIP leaves the node's `lo`, as a drained node would stop
   forwarding).
 
-lb runs as in Kubernetes: the fake API server (fakeapi) and `lb controller` in this namespace,
-`lb speaker` with membership (default timers) on each node, reaching the API through socat.
+lb runs two ways. As in Kubernetes ("lb speaker"): the fake API server (fakeapi) and `lb
+controller` in this namespace, `lb speaker` with membership (default timers) on each node,
+reaching the API through socat. Standalone ("lb run"): `lb run` on each node with one shared
+configuration (two `kind: Node` entries) and membership with default timers; it puts the VIPs
+on the owner's host itself (and takes them off on SIGTERM).
 Both nodes hold the VIPs on `lo` (arp_ignore/arp_announce keep the kernel from answering ARP
 for them), so whichever node the client's frames reach answers the ping: the outage is the
 time until the new owner's gratuitous ARP / unsolicited NA moves the client's neighbour entry.
@@ -252,6 +255,76 @@ def lb_case(results):
         sh("ip", "-n", NS[n], "addr", "del", f"{VIP[6]}/128", "dev", "lo")
 
 
+# --- lb run (standalone, several hosts) ---------------------------------------------------
+
+def lb_run_case(results):
+    lb = os.path.join(ROOT, "target", PROFILE, "lb")
+    cfg = os.path.join(work, "lb-run.yaml")
+    docs = [
+        {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": "vips"},
+         "spec": {"addresses": [f"{VIP[4]}/32", f"{VIP[6]}/128"]}},
+        {"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement", "metadata": {"name": "l2"}},
+    ]
+    for fam in (4, 6):
+        docs.append({"apiVersion": "v1", "kind": "Service",
+                     "metadata": {"name": f"v{fam}", "namespace": "bench", "annotations": {"metallb.io/loadBalancerIPs": VIP[fam]}},
+                     "spec": {"type": "LoadBalancer", "ipFamilies": [f"IPv{fam}"], "ports": [{"port": 80}]}})
+    for n in ("n1", "n2"):
+        docs.append({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n},
+                     "status": {"addresses": [{"type": "InternalIP", "address": ADDR[n][0]}]}})
+    open(cfg, "w").write("\n---\n".join(json.dumps(d) for d in docs) + "\n")
+    macs = {n: json.loads(sh("ip", "-n", NS[n], "-j", "link", "show", "eth0"))[0]["address"].lower() for n in ("n1", "n2")}
+    runners = {}
+
+    def start(n):
+        runners[n] = spawn(f"run-{n}", ["ip", "netns", "exec", NS[n], lb, "run", "-c", cfg, "--node", n, "--state-file",
+                                        os.path.join(work, f"state-{n}.json"), "--bgp-listen", "off"],
+                           {"LB_MEMBERLIST_KEY": KEY})
+
+    def owner(fam):
+        for _ in range(100):
+            if fam == 4:
+                out = ns("cli", "arping", "-r", "-c", "1", "-w", "1", "-i", "eth0", VIP[4], check=False)
+            else:
+                out = ns("cli", "ndisc6", "-1", "-q", "-r", "2", "-w", "500", VIP[6], "eth0", check=False)
+            for n, mac in macs.items():
+                if out.strip().lower() == mac:
+                    return n
+            time.sleep(0.1)
+        raise SystemExit(f"lb run: nobody answers for IPv{fam}; see {work}")
+
+    def stop_owner(o, mode):
+        if mode == "KILL":
+            sh("ip", "-n", NS[o], "link", "set", "eth0", "down")
+            stop(runners[o], signal.SIGKILL)
+        else:
+            stop(runners[o], signal.SIGTERM)
+
+    def restart(o, mode):
+        if mode == "KILL":
+            # A dead node's addresses die with it: the node comes back clean.
+            for f in (4, 6):
+                subprocess.run(["ip", "-n", NS[o], "addr", "del", f"{VIP[f]}/{32 if f == 4 else 128}", "dev", "lo"],
+                               capture_output=True)
+            subprocess.run(["ip", "-n", NS[o], "link", "del", "lb-vips"], capture_output=True)
+            sh("ip", "-n", NS[o], "link", "set", "eth0", "up")
+        start(o)
+        time.sleep(3)
+
+    for n in ("n1", "n2"):
+        start(n)
+    time.sleep(3)
+    for fam in (4, 6):
+        for mode in ("KILL", "TERM"):
+            outs = []
+            for _ in range(MOVES):
+                o = owner(fam)
+                outs.append(measure(fam, lambda: stop_owner(o, mode), lambda: restart(o, mode), o))
+            results[("lb run", fam, mode)] = outs
+    for p in list(procs):
+        stop(p)
+
+
 # --- keepalived ---------------------------------------------------------------------------
 
 def keepalived_case(results):
@@ -334,7 +407,7 @@ def pct(xs, q):
 def main():
     if os.geteuid() != 0:
         raise SystemExit(f"{sys.argv[0]} needs root (network namespaces)")
-    for tool in ("ip", "ping", "keepalived", "socat"):
+    for tool in ("ip", "ping", "keepalived", "socat", "arping", "ndisc6"):
         if not shutil.which(tool):
             raise SystemExit(f"{sys.argv[0]} needs {tool}")
     build = ["cargo", "build", "-q", "-p", "lb-bin", "-p", "fakeapi"] + ([] if SMOKE else ["--release"])
@@ -343,16 +416,19 @@ def main():
     try:
         topology()
         lb_case(results)
+        lb_run_case(results)
         keepalived_case(results)
     finally:
         cleanup()
     print(f"{MOVES} moves per case; outage = the longest time without a reply around the move (ping every 10 ms)")
-    for fam in (4, 6):
-        for mode, what in (("KILL", "unplanned (SIGKILL)"), ("TERM", "planned (SIGTERM)")):
-            lb, ka = results[("lb", fam, mode)], results[("keepalived", fam, mode)]
-            print(f"IPv{fam} {what:20} lb p50 {pct(lb, .5) * 1000:7.0f} ms p99 {pct(lb, .99) * 1000:7.0f} ms | "
-                  f"keepalived p50 {pct(ka, .5) * 1000:7.0f} ms p99 {pct(ka, .99) * 1000:7.0f} ms | "
-                  f"ratio p50 {pct(lb, .5) / pct(ka, .5):.2f} p99 {pct(lb, .99) / pct(ka, .99):.2f}")
+    for who in ("lb", "lb run"):
+        name = "lb speaker" if who == "lb" else "lb run    "
+        for fam in (4, 6):
+            for mode, what in (("KILL", "unplanned (SIGKILL)"), ("TERM", "planned (SIGTERM)")):
+                lb, ka = results[(who, fam, mode)], results[("keepalived", fam, mode)]
+                print(f"IPv{fam} {what:20} {name} p50 {pct(lb, .5) * 1000:6.0f} ms p99 {pct(lb, .99) * 1000:6.0f} ms | "
+                      f"keepalived p50 {pct(ka, .5) * 1000:6.0f} ms p99 {pct(ka, .99) * 1000:6.0f} ms | "
+                      f"ratio p50 {pct(lb, .5) / pct(ka, .5):.2f} p99 {pct(lb, .99) / pct(ka, .99):.2f}")
 
 
 if __name__ == "__main__":
