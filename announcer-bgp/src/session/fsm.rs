@@ -223,6 +223,8 @@ impl Session {
             Capability::Multiprotocol { afi: AFI_IPV6, safi: SAFI_UNICAST },
             Capability::RouteRefresh,
             Capability::FourOctetAs(self.cfg.local_as),
+            // RFC 8654: we take messages up to 65535 octets (a peer's long AS_PATH fits).
+            Capability::ExtendedMessage,
         ];
         // Graceful restart (RFC 4724): as a receiving speaker at least; as a restarting
         // speaker, with forwarding preserved for both families, when configured.

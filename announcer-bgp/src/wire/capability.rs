@@ -73,7 +73,8 @@ impl Capability {
             return Err(OpenError::Malformed);
         }
         let mut v = buf.split_to(len);
-        let bad = || OpenError::UnsupportedCapability(Bytes::new());
+        // RFC 4271 §6.2: a recognized parameter that is malformed is Unspecific (subcode 0).
+        let bad = || OpenError::Malformed;
         Ok(match CapabilityCode::from(code) {
             CapabilityCode::Multiprotocol => {
                 if len != 4 {

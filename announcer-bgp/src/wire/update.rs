@@ -214,7 +214,17 @@ fn get_as_path(mut v: Bytes, four: bool) -> Result<Vec<AsSegment>, UpdateError> 
 
 /// RFC 6793 §4.2.3: rebuild the path from AS_PATH (2-octet, with AS_TRANS) and AS4_PATH.
 fn merge_as4(as_path: Vec<AsSegment>, as4: Vec<AsSegment>) -> Vec<AsSegment> {
-    let count = |p: &[AsSegment]| -> usize { p.iter().map(|s| if s.kind == AS_SET { 1 } else { s.asns.len() }).sum() };
+    // Path length as RFC 4271 §9.1.2.2 and RFC 5065 count it: a set counts one,
+    // confederation segments nothing.
+    let count = |p: &[AsSegment]| -> usize {
+        p.iter()
+            .map(|s| match s.kind {
+                AS_SET => 1,
+                AS_SEQUENCE => s.asns.len(),
+                _ => 0,
+            })
+            .sum()
+    };
     let (n, n4) = (count(&as_path), count(&as4));
     if n4 > n {
         // The AS4_PATH is longer: ignore it (§4.2.3).
@@ -359,8 +369,13 @@ impl Update {
             }
             AttrType::AsPath => {
                 well_known(true)?;
-                // §7.2
-                self.attrs.as_path = Some(get_as_path(v, cx.four_octet_as).map_err(withdraw)?);
+                // §7.2. RFC 5065 §5: confederation segments from a peer outside our
+                // confederation make the AS_PATH malformed, and lb is never in one.
+                let path = get_as_path(v, cx.four_octet_as).map_err(withdraw)?;
+                if path.iter().any(|s| s.kind > AS_SEQUENCE) {
+                    return Err(withdraw(UpdateError::MalformedAsPath));
+                }
+                self.attrs.as_path = Some(path);
             }
             AttrType::NextHop => {
                 well_known(true)?;
@@ -583,9 +598,11 @@ impl Attrs {
         }
         if !four_octet_as {
             if let Some(path) = &self.as_path {
+                // RFC 6793 §3: no confederation segments in AS4_PATH.
+                let path: Vec<AsSegment> = path.iter().filter(|s| s.kind <= AS_SEQUENCE).cloned().collect();
                 if path.iter().any(|s| s.asns.iter().any(|a| *a > 0xffff)) {
                     let mut v = BytesMut::new();
-                    put_as_path(&mut v, path, true);
+                    put_as_path(&mut v, &path, true);
                     put_attr(buf, FLAG_OPTIONAL | FLAG_TRANSITIVE, AttrType::As4Path, &v);
                 }
             }

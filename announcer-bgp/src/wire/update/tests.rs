@@ -86,6 +86,45 @@ fn two_octet_sessions_use_as_trans_and_as4_path() {
 }
 
 #[test]
+fn confederation_segments_from_a_peer_make_the_as_path_malformed() {
+    // lb is in no confederation, so every peer is outside it (RFC 5065 §5): treat as
+    // withdraw (RFC 7606 §7.2). Found by fuzzing: before, such a path was kept, and merged
+    // with an AS4_PATH by counting its confederation segments.
+    for kind in [3u8, 4] {
+        let mut u = sample();
+        u.attrs.as_path = Some(vec![
+            AsSegment { kind, asns: vec![64600] },
+            AsSegment { kind: AS_SEQUENCE, asns: vec![4_200_000_001] },
+        ]);
+        for four in [true, false] {
+            let cx = DecodeCx { four_octet_as: four, ..cx4() };
+            assert_eq!(round_trip(&u, four, &cx).withdraw_all, Some(UpdateError::MalformedAsPath), "kind {kind}");
+        }
+    }
+}
+
+#[test]
+fn as4_path_merge_counts_a_set_as_one() {
+    let path = vec![
+        AsSegment { kind: AS_SEQUENCE, asns: vec![64512, u32::from(AS_TRANS)] },
+        AsSegment { kind: AS_SET, asns: vec![64513, 64514] },
+    ];
+    let as4 = vec![
+        AsSegment { kind: AS_SEQUENCE, asns: vec![4_200_000_001] },
+        AsSegment { kind: AS_SET, asns: vec![64513, 64514] },
+    ];
+    let merged = merge_as4(path, as4);
+    assert_eq!(
+        merged,
+        [
+            AsSegment { kind: AS_SEQUENCE, asns: vec![64512] },
+            AsSegment { kind: AS_SEQUENCE, asns: vec![4_200_000_001] },
+            AsSegment { kind: AS_SET, asns: vec![64513, 64514] },
+        ]
+    );
+}
+
+#[test]
 fn ipv6_routes_go_in_mp_reach_and_mp_unreach() {
     let u = Update {
         attrs: Attrs {
