@@ -21,7 +21,7 @@ pub mod session;
 mod sockopt;
 pub mod wire;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,6 +74,7 @@ pub fn spec_of(peer: &BgpPeer) -> Result<PeerSpec, String> {
         source: peer.source_address,
         password,
         ebgp_multihop: peer.ebgp_multi_hop,
+        gtsm: false,
         fsm: fsm::Config {
             local_as: peer.my_asn,
             peer_as: match peer.peer_asn {
@@ -105,6 +106,10 @@ pub struct BgpAnnouncer {
     peers: Peers,
     errors: Mutex<BTreeMap<String, String>>,
     listener: Mutex<Option<(Arc<tokio::net::TcpListener>, tokio::task::JoinHandle<()>)>>,
+    /// Peers whose MD5 key is on the listening socket: a connection from a peer with a
+    /// password whose key is not there would be unauthenticated, and is refused.
+    keyed: Arc<Mutex<BTreeSet<std::net::IpAddr>>>,
+    gtsm: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for BgpAnnouncer {
@@ -119,6 +124,12 @@ impl BgpAnnouncer {
     /// An announcer with no sessions (they start on the first reconcile).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Turns GTSM (RFC 5082) on for every single-hop eBGP session started from now on: TTL
+    /// 255 out, and only segments with 254 or more taken in (the peer must do the same).
+    pub fn set_gtsm(&self, on: bool) {
+        self.gtsm.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Listens for connections from peers on `addr` (`[::]:179` takes both families). A
@@ -136,6 +147,7 @@ impl BgpAnnouncer {
         sock.listen(64)?;
         let listener = Arc::new(tokio::net::TcpListener::from_std(sock.into())?);
         let peers = Arc::clone(&self.peers);
+        let keyed = Arc::clone(&self.keyed);
         let l = Arc::clone(&listener);
         let task = tokio::spawn(async move {
             loop {
@@ -143,6 +155,9 @@ impl BgpAnnouncer {
                 let ip = remote.ip().to_canonical();
                 let guard = peers.lock().await;
                 match guard.values().find(|r| r.spec.remote.ip() == ip) {
+                    Some(r) if r.spec.password.is_some() && !keyed.lock().is_ok_and(|k| k.contains(&ip)) => {
+                        tracing::warn!(peer = %r.spec.name, "refusing a connection from the peer: its MD5 key is not on the listening socket, so the session would be unauthenticated");
+                    }
                     Some(r) => r.peer.incoming(stream),
                     None => tracing::debug!(%remote, "connection from an address that is no BGPPeer; closed"),
                 }
@@ -169,8 +184,18 @@ impl BgpAnnouncer {
                     std::net::IpAddr::V4(a) if v6 => std::net::IpAddr::V6(a.to_ipv6_mapped()),
                     other => other,
                 };
-                if let Err(e) = sockopt::set_md5(&*listener, ip, pw.as_bytes()) {
-                    tracing::warn!(peer = %r.spec.name, error = %e, "cannot set the MD5 key on the listener");
+                match sockopt::set_md5(&*listener, ip, pw.as_bytes()) {
+                    Ok(()) => {
+                        if let Ok(mut k) = self.keyed.lock() {
+                            k.insert(r.spec.remote.ip());
+                        }
+                    }
+                    Err(e) => {
+                        if let Ok(mut k) = self.keyed.lock() {
+                            k.remove(&r.spec.remote.ip());
+                        }
+                        tracing::error!(peer = %r.spec.name, error = %e, "cannot set the MD5 key on the listening socket: connections from this peer are refused");
+                    }
                 }
             }
         }
@@ -178,7 +203,10 @@ impl BgpAnnouncer {
 
     fn start(&self, name: &str, s: &BgpSession) -> Option<Running> {
         match spec_of(&s.peer) {
-            Ok(spec) => {
+            Ok(mut spec) => {
+                let ibgp = matches!(spec.fsm.peer_as, PeerAs::Internal)
+                    || matches!(spec.fsm.peer_as, PeerAs::Fixed(a) if a == spec.fsm.local_as);
+                spec.gtsm = self.gtsm.load(std::sync::atomic::Ordering::Relaxed) && !ibgp && !spec.ebgp_multihop;
                 if let Ok(mut e) = self.errors.lock() {
                     e.remove(name);
                 }

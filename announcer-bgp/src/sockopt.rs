@@ -1,7 +1,8 @@
-//! Socket options std, socket2 and tokio do not offer: TCP MD5 signatures (RFC 2385).
+//! Socket options std, socket2 and tokio do not offer: TCP MD5 signatures (RFC 2385) and the
+//! minimum TTL / hop limit of GTSM (RFC 5082).
 //!
-//! This is the only module of the workspace with `unsafe` code: one `setsockopt` call with
-//! the kernel's `struct tcp_md5sig`, defined here (216 octets on Linux).
+//! This is the only module of the workspace with `unsafe` code: `setsockopt` calls with the
+//! kernel's `struct tcp_md5sig`, defined here (216 octets on Linux), and with an int.
 #![allow(unsafe_code)] // the one audited exception (see the workspace lints)
 
 use std::io;
@@ -12,6 +13,33 @@ use std::os::fd::AsRawFd;
 const TCP_MD5SIG: libc::c_int = 14;
 /// Longest key the kernel accepts.
 pub const MAX_KEY_LEN: usize = 80;
+/// `IP_MINTTL` from linux/in.h.
+const IP_MINTTL: libc::c_int = 21;
+/// `IPV6_MINHOPCOUNT` from linux/in6.h.
+const IPV6_MINHOPCOUNT: libc::c_int = 73;
+
+/// GTSM (RFC 5082 §3): drops every segment that arrives with a TTL (hop limit) below `min`,
+/// so that only a directly connected peer, which sends with 255, can reach the session.
+pub fn set_min_ttl(sock: &impl AsRawFd, v6: bool, min: u8) -> io::Result<()> {
+    let value = libc::c_int::from(min);
+    let (level, name) = if v6 { (libc::IPPROTO_IPV6, IPV6_MINHOPCOUNT) } else { (libc::IPPROTO_IP, IP_MINTTL) };
+    // SAFETY: the pointer and length describe `value`, which lives across the call; the
+    // kernel only reads it.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
 
 /// `struct tcp_md5sig` (linux/tcp.h).
 #[repr(C)]

@@ -98,6 +98,8 @@ pub struct L2Counts {
     pub responses: u64,
     /// Gratuitous ARPs and unsolicited Neighbor Advertisements sent for it.
     pub gratuitous: u64,
+    /// Replies not sent because the reply rate bound (`--arp-reply-rate`) was reached.
+    pub dropped: u64,
 }
 
 /// Counters shared by every worker.
@@ -284,7 +286,12 @@ impl Loop {
                 if let Some(ip) = asked {
                     count(&self.counters, ip, |c| c.requests += 1);
                 }
-                if let Some(out) = self.responder.on_frame(Instant::now(), &frame) {
+                let limited = self.responder.limited;
+                let reply = self.responder.on_frame(Instant::now(), &frame);
+                if let (Some(ip), true) = (asked, self.responder.limited > limited) {
+                    count(&self.counters, ip, |c| c.dropped += 1);
+                }
+                if let Some(out) = reply {
                     self.send(&out.to_bytes());
                     if let Some(ip) = asked {
                         count(&self.counters, ip, |c| c.responses += 1);

@@ -240,6 +240,12 @@ impl Responder {
             // §7.2.4: defend the address: advertise to all-nodes, Solicited clear.
             return Some(self.advert(target, ALL_NODES, ndisc::multicast_mac(ALL_NODES), flags::OVERRIDE));
         }
+        if ip.dst.is_multicast() && lladdr.is_none() {
+            // §4.3 / §7.2.2: a multicast NS from a unicast source must carry the sender's
+            // link-layer address; without it there is nobody known to answer to.
+            tracing::debug!(%target, "multicast NS without a source link-layer address");
+            return None;
+        }
         // The sender's MAC: its option, or (unicast NUD probes may omit it) the frame's source.
         let to = lladdr.unwrap_or(eth.src);
         if !is_unicast(to) {

@@ -141,6 +141,7 @@ pub struct SpeakerMetrics {
     requests: IntCounterVec,
     responses: IntCounterVec,
     gratuitous: IntCounterVec,
+    dropped: IntCounterVec,
     session_up: IntGaugeVec,
     updates: IntCounterVec,
     prefixes: IntGaugeVec,
@@ -163,6 +164,11 @@ impl SpeakerMetrics {
             requests: counter("metallb_layer2_requests_received", "ARP/NDP requests received for an owned IP", &["ip"]),
             responses: counter("metallb_layer2_responses_sent", "ARP/NDP responses sent for an owned IP", &["ip"]),
             gratuitous: counter("metallb_layer2_gratuitous_sent", "Gratuitous ARP/NDP sent for an owned IP", &["ip"]),
+            dropped: counter(
+                "lb_layer2_responses_dropped",
+                "ARP/NDP responses not sent for an owned IP because the reply rate bound was reached",
+                &["ip"],
+            ),
             session_up: gauge("metallb_bgp_session_up", "BGP session state (1 is up, 0 is down)", &["peer"]),
             updates: counter("metallb_bgp_updates_total", "BGP UPDATE messages sent", &["peer"]),
             prefixes: gauge(
@@ -198,6 +204,7 @@ impl SpeakerMetrics {
             self.advance(&self.requests, "requests", &ip, c.requests);
             self.advance(&self.responses, "responses", &ip, c.responses);
             self.advance(&self.gratuitous, "gratuitous", &ip, c.gratuitous);
+            self.advance(&self.dropped, "dropped", &ip, c.dropped);
         }
     }
 

@@ -58,6 +58,10 @@ pub struct Args {
     /// Where to accept BGP connections from peers ("off": only connect to them).
     #[arg(long, env = "LB_BGP_LISTEN", default_value = "[::]:179")]
     pub bgp_listen: String,
+    /// GTSM (RFC 5082) on every single-hop eBGP session: send with TTL 255, take only
+    /// segments that arrive with 254 or more (the routers must be set up the same way).
+    #[arg(long = "bgp-gtsm", env = "LB_BGP_GTSM")]
+    pub bgp_gtsm: bool,
     /// Do not put the announced addresses on the local `lb-vips` dummy interface.
     #[arg(long, env = "LB_NO_HOST_ADDRESSES")]
     pub no_host_addresses: bool,
@@ -405,8 +409,9 @@ fn covered(routes: &BTreeMap<IpNet, lbcore::announcer::RouteAttrs>, ip: IpAddr) 
 
 /// The BGP speaker, also accepting connections on `listen` (an address:port, or "off"). A
 /// socket that cannot be bound is a warning: the speaker still connects to its peers.
-pub(crate) fn bgp_announcer(listen: &str) -> Result<BgpAnnouncer> {
+pub(crate) fn bgp_announcer(listen: &str, gtsm: bool) -> Result<BgpAnnouncer> {
     let bgp = BgpAnnouncer::new();
+    bgp.set_gtsm(gtsm);
     if listen != "off" {
         let addr: std::net::SocketAddr =
             listen.parse().map_err(|_| Error::Invalid(format!("--bgp-listen {listen:?}: not an address:port")))?;
@@ -433,7 +438,7 @@ pub async fn run(args: Args) -> Result<()> {
     let (mut term, mut int, mut hup) =
         (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?, sig(SignalKind::hangup())?);
     let announcer = L2Announcer::start(settings).map_err(Error::Announce)?;
-    let bgp = bgp_announcer(&args.bgp_listen)?;
+    let bgp = bgp_announcer(&args.bgp_listen, args.bgp_gtsm)?;
     let state = State::load(&args.state_file);
     let mut me = Standalone {
         args,

@@ -63,6 +63,10 @@ pub struct Args {
     /// Where to accept BGP connections from peers ("off": only connect to them).
     #[arg(long, env = "LB_BGP_LISTEN", default_value = "off")]
     pub bgp_listen: String,
+    /// GTSM (RFC 5082) on every single-hop eBGP session: send with TTL 255, take only
+    /// segments that arrive with 254 or more (the routers must be set up the same way).
+    #[arg(long = "bgp-gtsm", env = "LB_BGP_GTSM")]
+    pub bgp_gtsm: bool,
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, env = "LB_METRICS_ADDR", default_value = "0.0.0.0:7472")]
     pub metrics_addr: std::net::SocketAddr,
@@ -639,7 +643,7 @@ pub async fn run(args: Args) -> Result<()> {
             None
         }
     };
-    let bgp = crate::run::bgp_announcer(&args.bgp_listen)?;
+    let bgp = crate::run::bgp_announcer(&args.bgp_listen, args.bgp_gtsm)?;
     let ns = args.namespace.clone();
     let reporter = Reporter { controller: "lb-speaker".into(), instance: Some(args.node_name.clone()) };
     let recorder = Recorder::new(client.clone(), reporter);

@@ -36,6 +36,10 @@ impl Lab {
     }
 
     fn lb(&self) -> Proc {
+        self.lb_with(&[])
+    }
+
+    fn lb_with(&self, extra: &[&str]) -> Proc {
         let cfg = self.dir.path("lb.yaml");
         let state = self.dir.path("state.json");
         let args = [
@@ -48,7 +52,9 @@ impl Lab {
             state.to_str().unwrap(),
             "--no-host-addresses",
         ];
-        Proc::spawn(self.spk.cmd(env!("CARGO_BIN_EXE_lb"), &args), &self.dir.0, "lb")
+        let mut cmd = self.spk.cmd(env!("CARGO_BIN_EXE_lb"), &args);
+        cmd.args(extra);
+        Proc::spawn(cmd, &self.dir.0, &format!("lb-{}", support::unique("")))
     }
 }
 
@@ -523,4 +529,36 @@ fn connection_collisions_end_with_one_stable_session() {
         drop(lb);
         drop(bird);
     }
+}
+
+#[test]
+fn gtsm_sessions_come_up_only_with_a_router_that_does_gtsm_too() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let lab = Lab::new();
+    lab.write_config(&format!("{POOL}{}{ADVERT}{}", peer("bird4", 64512, 64500, "10.9.0.2", ""), services(false)));
+    // BIRD with GTSM (RFC 5082): it sends with TTL 255 and wants 255 in.
+    let gtsm = BIRD_EBGP4.replace("passive on;", "passive on;\n  ttl security on;");
+    {
+        let bird = Bird::start(&lab, &gtsm);
+        let lb = lab.lb_with(&["--bgp-gtsm"]);
+        let up = eventually(Duration::from_secs(15), || bird.has_route("192.0.2.16/32"));
+        assert!(up, "{}\n{}", bird.cli("show protocols all lb4"), lb.stderr());
+    }
+    // BIRD without GTSM sends eBGP with TTL 1: lb drops every segment, no session.
+    let bird = Bird::start(&lab, BIRD_EBGP4);
+    let lb = lab.lb_with(&["--bgp-gtsm"]);
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(!bird.established("lb4"), "{}\n{}", bird.cli("show protocols all lb4"), lb.stderr());
+    assert!(!lb.stderr().contains("BGP session established"), "{}", lb.stderr());
+    // And without GTSM on our side either, the same two come up: only GTSM kept them apart.
+    // (BIRD starts afresh: a connection half set up during the refusals could hold it in
+    // OpenConfirm until its hold time.)
+    drop(lb);
+    drop(bird);
+    let bird = Bird::start(&lab, BIRD_EBGP4);
+    let lb = lab.lb();
+    let up = eventually(Duration::from_secs(15), || bird.has_route("192.0.2.16/32"));
+    assert!(up, "{}\n{}", bird.cli("show protocols all lb4"), lb.stderr());
 }

@@ -187,11 +187,18 @@ fn bgp_peer_fields() {
         (", sourceAddress: nowhere", "spec.sourceAddress", "nowhere"),
         (", dynamicASN: internal", "spec.dynamicASN", "internal"),
         (", password: x, passwordSecret: {name: s}", "spec.passwordSecret", ""),
+        // Longer than the kernel's TCP MD5 key (80 octets); the value is never printed.
+        (
+            ", password: kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk",
+            "spec.password",
+            "(hidden)",
+        ),
     ];
     for (extra, field, value) in cases {
         let e = errors(&peer(extra));
         assert_one(&e, "BGPPeer", "tor", field, value, &[]);
     }
+    validate(&load(&peer(&format!(", password: {}", "k".repeat(80))))).unwrap();
     let ibgp = "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {myASN: 64512, peerASN: 64512, peerAddress: 192.0.2.1, ebgpMultiHop: true}\n";
     assert_one(&errors(ibgp), "BGPPeer", "tor", "spec.ebgpMultiHop", "true", &["iBGP"]);
     let bad =

@@ -47,6 +47,9 @@ pub struct PeerSpec {
     pub password: Option<String>,
     /// Multi-hop eBGP (TTL 255 instead of 1).
     pub ebgp_multihop: bool,
+    /// GTSM (RFC 5082) on this single-hop eBGP session: send with TTL 255 and accept only
+    /// segments that arrive with 254 or more.
+    pub gtsm: bool,
     /// The session's settings (a router ID of 0 is taken from the local IPv4 address).
     pub fsm: fsm::Config,
 }
@@ -187,11 +190,14 @@ async fn connect(spec: PeerSpec) -> std::io::Result<TcpStream> {
     }
     let ibgp = matches!(spec.fsm.peer_as, fsm::PeerAs::Internal)
         || matches!(spec.fsm.peer_as, fsm::PeerAs::Fixed(a) if a == spec.fsm.local_as);
-    let ttl = if spec.ebgp_multihop || ibgp { 255 } else { 1 };
+    let ttl = if spec.ebgp_multihop || ibgp || spec.gtsm { 255 } else { 1 };
     if spec.remote.is_ipv4() {
         sock.set_ttl_v4(ttl)?;
     } else {
         sock.set_unicast_hops_v6(ttl)?;
+    }
+    if spec.gtsm {
+        crate::sockopt::set_min_ttl(&sock, spec.remote.is_ipv6(), 254)?;
     }
     if let Some(src) = spec.source {
         sock.bind(&SocketAddr::new(src, 0).into())?;
@@ -365,6 +371,16 @@ impl Driver {
     }
 
     async fn connected(&mut self, stream: TcpStream) {
+        // A connection the peer opened: its segments from now on must pass GTSM too, and
+        // ours go out with 255.
+        if self.spec.gtsm {
+            // By the peer's family: an IPv4 peer on a dual-stack listener takes IPv4 options.
+            let v6 = self.spec.remote.is_ipv6();
+            let ttl = if v6 { socket2::SockRef::from(&stream).set_unicast_hops_v6(255) } else { stream.set_ttl(255) };
+            if let Err(e) = ttl.and_then(|()| crate::sockopt::set_min_ttl(&stream, v6, 254)) {
+                return self.handle(Input::TcpFailed(format!("cannot set up GTSM: {e}"))).await;
+            }
+        }
         // On a dual-stack listener an IPv4 connection shows IPv4-mapped addresses.
         let local = match stream.local_addr() {
             Ok(l) => SocketAddr::new(l.ip().to_canonical(), l.port()),

@@ -123,6 +123,12 @@ fn unicast_nud_probe_without_source_lladdr_is_answered_to_the_frame_source() {
 }
 
 #[test]
+fn multicast_ns_from_a_unicast_source_without_source_lladdr_is_dropped() {
+    let bytes = ns("2001:db8::1", ndisc::solicited_node(v6("2001:db8::10")), "2001:db8::10", None, 255);
+    assert!(answer(&mut responder(), &bytes).is_none());
+}
+
+#[test]
 fn ns_with_hop_limit_below_255_is_dropped() {
     let bytes = ns("2001:db8::1", ndisc::solicited_node(v6("2001:db8::10")), "2001:db8::10", Some(CLIENT), 254);
     assert!(answer(&mut responder(), &bytes).is_none());

@@ -159,6 +159,13 @@ impl Cx {
                 self.err(at, "spec.passwordSecret", "", "set either password or passwordSecret, not both");
                 None
             }
+            // The kernel takes TCP MD5 (RFC 2385) keys of at most 80 octets: a longer one
+            // could only give a session without authentication, or none.
+            (Some(p), None) if p.len() > 80 => {
+                let msg = format!("{} octets: a TCP MD5 key is at most 80 octets", p.len());
+                self.err(at, "spec.password", "(hidden)", &msg);
+                None
+            }
             (Some(p), None) => Some(Password::Inline(p.to_string())),
             (None, Some(sec)) => match (sec.name.as_deref().filter(|n| !n.is_empty()), sec.namespace.as_deref()) {
                 (Some(n), ns) => Some(Password::Secret { name: n.to_string(), namespace: ns.map(str::to_string) }),
