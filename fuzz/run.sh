@@ -6,6 +6,7 @@
 #
 #   cargo install cargo-fuzz     # once
 #   fuzz/run.sh 600              # ten minutes per target
+#   fuzz/run.sh 60 bgp_update    # one target
 #
 # Stable works because the targets are built without a sanitizer (-s none): libFuzzer's
 # coverage instrumentation needs only stable codegen flags. With a nightly toolchain,
@@ -13,7 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_EACH="${1:-60}"
-targets=$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^lb-fuzz$')
+shift || true
+targets="${*:-$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^lb-fuzz$')}"
 cargo +stable fuzz build -O -s none >/dev/null
 printf '%-18s %12s %8s %8s %10s\n' target executions cov ft corpus
 for t in $targets; do

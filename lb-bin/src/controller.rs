@@ -95,6 +95,9 @@ struct Write {
     version: Option<String>,
     ips: Vec<String>,
     pool: Option<String>,
+    /// Whether the status and annotation differ from what is wanted (else only the event
+    /// is published: nothing unchanged is written again).
+    changed: bool,
     event: Option<Event>,
     object: ObjectReference,
 }
@@ -229,6 +232,7 @@ impl Controller {
                     version: obj.meta().resource_version.clone(),
                     ips: if changed { ips } else { status_ips(obj) },
                     pool: if changed { pool } else { have_pool },
+                    changed,
                     event,
                     object: obj.object_ref(&()),
                 });
@@ -242,6 +246,7 @@ impl Controller {
                     version: obj.meta().resource_version.clone(),
                     ips: Vec::new(),
                     pool: None,
+                    changed: true,
                     event: None,
                     object: obj.object_ref(&()),
                 });
@@ -267,6 +272,15 @@ async fn execute(
         .map(|w| async move {
             if !may_write() {
                 return (None, true);
+            }
+            if !w.changed {
+                // Only an event (a failure first seen by this process): the status stays.
+                if let Some(ev) = &w.event {
+                    if let Err(e) = recorder.publish(ev, &w.object).await {
+                        tracing::debug!(error = %e, "cannot publish an event");
+                    }
+                }
+                return (None, false);
             }
             let api: Api<Service> = Api::namespaced(client.clone(), &w.key.0);
             let ingress: Vec<_> = w.ips.iter().map(|ip| json!({"ip": ip, "ipMode": "VIP"})).collect();

@@ -50,6 +50,16 @@ impl Cluster {
             .expect("patch");
     }
 
+    /// A merge patch of a core object's status subresource, as `kubectl patch --subresource
+    /// status` sends it.
+    pub fn patch_status(&self, plural: &str, ns: &str, name: &str, p: Value) {
+        let res = resource("", plural).unwrap();
+        self.api
+            .shared
+            .with(|s| s.patch(res, ns, name, fakeapi::store::Part::Status, "application/merge-patch+json", &p))
+            .expect("status patch");
+    }
+
     pub fn get(&self, plural: &str, ns: &str, name: &str) -> Value {
         let res = resource("", plural).unwrap();
         self.api.shared.with(|s| s.get(res, ns, name)).unwrap_or(Value::Null)

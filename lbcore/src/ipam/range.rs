@@ -124,8 +124,20 @@ impl AddrRange {
         AddrRange { start: net.network(), end: net.broadcast() }
     }
 
-    /// Parses a pool entry: `A/N` (host bits must be clear) or `A-B`.
+    /// Parses a pool entry: `A/N` (host bits must be clear) or `A-B`. A range that
+    /// reaches into the IPv4-mapped block `::ffff:0:0/96` is refused, as its ends are.
     pub fn parse(s: &str) -> Result<Self, RangeError> {
+        let r = Self::parse_unchecked(s)?;
+        let mapped = AddrRange::from_net(IpNet::V6(
+            ipnet::Ipv6Net::new(std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96).unwrap_or_default(),
+        ));
+        if r.start.is_ipv6() && r.overlaps(&mapped) {
+            return Err(RangeError::Mapped(r.start.max(mapped.start)));
+        }
+        Ok(r)
+    }
+
+    fn parse_unchecked(s: &str) -> Result<Self, RangeError> {
         let s = s.trim();
         if let Some((a, b)) = s.split_once('-') {
             let start = parse_ip(a)?;
@@ -224,7 +236,9 @@ mod tests {
         assert_eq!(r.size(), 11);
         let r = AddrRange::parse("2001:db8::/64").unwrap();
         assert_eq!(r.size(), 1u128 << 64);
-        assert_eq!(AddrRange::parse("::/0").unwrap().size(), u128::MAX);
+        assert_eq!(AddrRange::parse("8000::/1").unwrap().size(), 1u128 << 127);
+        // The whole space saturates (it cannot be a pool: it holds the IPv4-mapped block).
+        assert_eq!(AddrRange::from_net("::/0".parse().unwrap()).size(), u128::MAX);
     }
 
     #[test]
@@ -240,6 +254,12 @@ mod tests {
         assert_eq!(AddrRange::parse("10.0.0.1"), Err(RangeError::BareAddress(ip("10.0.0.1"))));
         assert_eq!(AddrRange::parse(""), Err(RangeError::Malformed));
         assert_eq!(AddrRange::parse("::ffff:10.0.0.0/120"), Err(RangeError::Mapped(ip("::ffff:10.0.0.0"))));
+        // Found by fuzzing: a range around the mapped block, whose end printed as ::ffff:a.b.c.d
+        // and then did not parse back.
+        assert_eq!(AddrRange::parse("::/80"), Err(RangeError::Mapped(ip("::ffff:0.0.0.0"))));
+        assert_eq!(AddrRange::parse("::1-::1:0:0:0"), Err(RangeError::Mapped(ip("::ffff:0.0.0.0"))));
+        assert!(AddrRange::parse("::/97").is_ok());
+        assert!(AddrRange::parse("::1:0:0:0/96").is_ok());
     }
 
     #[test]
@@ -255,6 +275,6 @@ mod tests {
         let a = AddrRange::parse("10.0.0.0/24").unwrap();
         assert!(a.overlaps(&AddrRange::parse("10.0.0.255-10.0.1.5").unwrap()));
         assert!(!a.overlaps(&AddrRange::parse("10.0.1.0/24").unwrap()));
-        assert!(!a.overlaps(&AddrRange::parse("::/0").unwrap()));
+        assert!(!a.overlaps(&AddrRange::from_net("::/0".parse().unwrap())));
     }
 }
