@@ -64,13 +64,26 @@ pub struct Access {
 const ACCESS_LOG: usize = 100_000;
 
 /// The server's shared state.
-#[derive(Default)]
 pub struct Shared {
     store: Mutex<Store>,
     accesses: Mutex<Vec<Access>>,
+    outage: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared { store: Mutex::default(), accesses: Mutex::default(), outage: tokio::sync::watch::channel(false).0 }
+    }
 }
 
 impl Shared {
+    /// Makes the server unreachable (true) or reachable again (false). While unreachable,
+    /// every open connection is cut (watches end mid-stream) and new ones are closed as soon
+    /// as they are accepted, as after a crash of the API server or a network partition.
+    pub fn set_outage(&self, down: bool) {
+        self.outage.send_replace(down);
+    }
+
     /// Every request served so far (the first 100,000).
     pub fn accesses(&self) -> Vec<Access> {
         self.accesses.lock().map(|a| a.clone()).unwrap_or_default()
@@ -173,9 +186,16 @@ async fn serve<IO>(state: Arc<Shared>, stream: IO)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let mut down = state.outage.subscribe();
+    if *down.borrow() {
+        return;
+    }
     let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
     let io = hyper_util::rt::TokioIo::new(stream);
-    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+    tokio::select! {
+        _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc) => {}
+        _ = down.wait_for(|d| *d) => {}
+    }
 }
 
 /// A response body fed by a channel (a watch).

@@ -62,6 +62,9 @@ pub struct Args {
     /// segments that arrive with 254 or more (the routers must be set up the same way).
     #[arg(long = "bgp-gtsm", env = "LB_BGP_GTSM")]
     pub bgp_gtsm: bool,
+    /// Where to serve /metrics, /healthz and /readyz (default: nowhere).
+    #[arg(long, env = "LB_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// Do not put the announced addresses on the local `lb-vips` dummy interface.
     #[arg(long, env = "LB_NO_HOST_ADDRESSES")]
     pub no_host_addresses: bool,
@@ -194,6 +197,8 @@ struct Standalone {
     bgp_vips: BTreeSet<IpAddr>,
     /// Addresses answered for in L2 mode now.
     l2_now: BTreeSet<IpAddr>,
+    /// Metrics, when served.
+    metrics: Option<crate::metrics::SpeakerMetrics>,
 }
 
 impl Standalone {
@@ -456,7 +461,14 @@ pub async fn run(args: Args) -> Result<()> {
         assigned: Vec::new(),
         bgp_vips: BTreeSet::new(),
         l2_now: BTreeSet::new(),
+        metrics: None,
     };
+    if let Some(addr) = me.args.metrics_addr {
+        let registry = prometheus::Registry::new();
+        me.metrics = Some(crate::metrics::SpeakerMetrics::new(&registry));
+        let ready = crate::metrics::start(addr, &registry).await?;
+        ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     let result = serve(&mut me, &mut term, &mut int, &mut hup).await;
     let down = me.shutdown().await;
     result.and(down)
@@ -488,6 +500,10 @@ async fn serve(
                 }
             }
             _ = tick.tick() => {
+                if let Some(m) = &me.metrics {
+                    m.layer2(&me.announcer.counters());
+                    m.bgp(&me.bgp.stats());
+                }
                 if fingerprint(&me.args.config) != me.seen {
                     tracing::info!("configuration files changed: reloading");
                     me.reload().await?;

@@ -126,6 +126,13 @@ struct Speaker {
     down_since: BTreeMap<String, Instant>,
     /// When this process started (its own earlier claims do not count).
     started: Stamp,
+    /// While this speaker cannot see its own Lease renewed (the API server is out of reach,
+    /// for it at least), and for one timeout after it sees it again: the instant its own
+    /// Lease was last seen renewed. Lease ages are then judged as of that instant, so an
+    /// outage of the API server moves nothing.
+    frozen: Option<Instant>,
+    /// When its own Lease was seen renewed again after a freeze.
+    regained: Option<Instant>,
     joined: BTreeMap<String, Instant>,
     config: LastGood,
     l2: Option<L2Announcer>,
@@ -170,6 +177,34 @@ impl Speaker {
         }
     }
 
+    /// Freezes Lease-based liveness while this speaker cannot see its own Lease renewed, and
+    /// thaws it one timeout after it can again (the others renew within that time).
+    fn watch_own_lease(&mut self) {
+        let Some((_, own)) = self.leases.get(&self.args.node_name).cloned() else { return };
+        if own.elapsed() >= self.timeout {
+            if self.frozen.is_none() {
+                tracing::warn!(
+                    "this speaker has not seen its own Lease renewed for {:?}: the API server is out of reach; every node's liveness stays as it was (membership still notices dead speakers)",
+                    self.timeout
+                );
+                self.frozen = Some(own);
+            }
+            self.regained = None;
+        } else if self.frozen.is_some() {
+            let back = *self.regained.get_or_insert_with(Instant::now);
+            if back.elapsed() >= self.timeout {
+                tracing::info!("the API server is reachable again: liveness from Leases resumes");
+                self.frozen = None;
+                self.regained = None;
+            }
+        }
+    }
+
+    /// Whether a Lease last seen renewed at `since` says its speaker is alive.
+    fn lease_alive(&self, since: Instant) -> bool {
+        since.elapsed() < self.timeout || self.frozen.is_some_and(|at| since + self.timeout > at)
+    }
+
     /// Whether `node`'s speaker is alive.
     ///
     /// Once membership has seen a node, it is alive while membership says so (a dead member
@@ -191,7 +226,7 @@ impl Speaker {
                 return renewed_since_down;
             }
         }
-        lease.is_some_and(|(_, since)| since.elapsed() < self.timeout)
+        lease.is_some_and(|(_, since)| self.lease_alive(*since))
     }
 
     /// Starts membership once this node's InternalIP is known, and asks every other node's
@@ -392,6 +427,7 @@ impl Speaker {
             })
             .collect();
         self.observe_leases(&leases);
+        self.watch_own_lease();
         self.membership().await;
         self.config.update(&self.stores.resources());
         let Some(config) = self.config.config.clone() else { return Ok(()) };
@@ -502,7 +538,7 @@ impl Speaker {
         };
         // Another node's claim goes only when its Lease says it is dead: membership alone
         // cannot tell a dead node from one cut off from us, which must keep its claim.
-        let lease_dead = |node: &str| self.leases.get(node).is_none_or(|(_, since)| since.elapsed() >= self.timeout);
+        let lease_dead = |node: &str| self.leases.get(node).is_none_or(|(_, since)| !self.lease_alive(*since));
         let mut stale_l2 = Vec::new();
         for st in self.stores.l2_statuses.items.values() {
             let Some((node, k)) = of(&st.metadata.labels) else { continue };
@@ -673,6 +709,8 @@ pub async fn run(args: Args) -> Result<()> {
         membership: None,
         seen: BTreeSet::new(),
         down_since: BTreeMap::new(),
+        frozen: None,
+        regained: None,
         started: lbcore::service::parse_rfc3339(&Timestamp::now().to_string()).unwrap_or_default(),
         joined: BTreeMap::new(),
         config: LastGood::default(),

@@ -311,3 +311,100 @@ fn without_cap_net_raw_it_fails_with_one_clear_line() {
     );
     assert!(p.stdout().is_empty());
 }
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<f64> = rest.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+}
+
+#[test]
+fn an_arp_flood_gets_replies_within_the_rate_bound_bounded_cpu_and_counted_drops() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let lab = Lab::new(true);
+    let pcap = lab.dir.path("flood.pcap");
+    let dump = Proc::spawn(
+        lab.cli
+            .cmd("tcpdump", &["-n", "-U", "-i", "eth0", "-w", pcap.to_str().unwrap(), "arp and src host 192.0.2.16"]),
+        &lab.dir.0,
+        "tcpdump-flood",
+    );
+    assert!(eventually(Duration::from_secs(5), || dump.stderr().contains("listening on")), "tcpdump did not start");
+    let lb = lab.lb_with(&["--no-host-addresses", "--arp-reply-rate", "1000", "--metrics-addr", "127.0.0.1:0"]);
+    let mac = lab.mac();
+    assert!(eventually(Duration::from_secs(10), || lab.arping("192.0.2.16").as_deref() == Some(mac.as_str())));
+    std::thread::sleep(Duration::from_secs(3)); // the gratuitous ARP burst is over
+    let cpu_before = cpu_seconds(&lb.pid());
+    let started = std::time::Instant::now();
+
+    // Three seconds of as many requests as mausezahn can send, and malformed frames: an
+    // ARP header cut short, and one for a protocol other than IPv4.
+    let flood = Proc::spawn(
+        lab.cli.cmd(
+            "timeout",
+            &[
+                "3",
+                "mausezahn",
+                "-q",
+                "-c",
+                "0",
+                "-d",
+                "0",
+                "eth0",
+                "-t",
+                "arp",
+                "request, senderip=192.0.2.2, targetip=192.0.2.16",
+            ],
+        ),
+        &lab.dir.0,
+        "flood",
+    );
+    let src = lab.cli.mac("eth0");
+    for junk in [
+        format!("ff:ff:ff:ff:ff:ff {src} 08:06 00:01:08:00:06:04:00:01"),
+        format!("ff:ff:ff:ff:ff:ff {src} 08:06 00:01:86:dd:06:10:00:01 {src} 00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00 00:00:00:00:00:00"),
+    ] {
+        lab.cli.exec("mausezahn", &["-q", "-c", "5000", "-d", "0", "eth0", &junk]);
+    }
+    let mut flood = flood;
+    flood.wait(Duration::from_secs(10));
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(&lb.pid()) - cpu_before;
+    std::thread::sleep(Duration::from_millis(500));
+    drop(dump);
+
+    let text = support::must("tcpdump", &["-n", "-r", pcap.to_str().unwrap()]);
+    let replies = text.lines().filter(|l| l.contains("Reply 192.0.2.16 is-at")).count() as f64;
+    // The bound: 1000 a second, plus a bucket of 1000 at the start (and the arping replies).
+    let most = 1000.0 * (elapsed + 0.5) + 1000.0 + 10.0;
+    assert!(replies <= most, "{replies} replies in {elapsed:.1} s with a bound of 1000/s");
+    assert!(replies >= 1000.0, "only {replies} replies: the flood was not answered at all");
+    // One worker thread per interface: at most about one core, whatever arrives.
+    assert!(cpu < 1.5 * elapsed, "lb used {cpu:.2} s of CPU in {elapsed:.1} s of flood");
+    // The drops are counted, per address.
+    let addr = support::cluster::metrics_addr(&lb).expect("the metrics address in the log");
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3");
+    let scrape = || String::from_utf8_lossy(&lab.spk.exec("bash", &["-c", &script]).stdout).into_owned();
+    let value = |m: &str, name: &str| -> f64 {
+        let key = format!("{name}{{ip=\"192.0.2.16\"}} ");
+        m.lines().find_map(|l| l.strip_prefix(&key)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+    };
+    let counted = eventually(Duration::from_secs(3), || value(&scrape(), "lb_layer2_responses_dropped") > 1000.0);
+    let m = scrape();
+    assert!(counted, "{m}");
+    let (requests, dropped) = (value(&m, "metallb_layer2_requests_received"), value(&m, "lb_layer2_responses_dropped"));
+    assert!(requests >= replies + dropped - 10.0, "requests {requests}, replies {replies}, dropped {dropped}");
+    // And it still answers once the flood is over.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(lab.arping("192.0.2.16").as_deref(), Some(mac.as_str()));
+    eprintln!(
+        "flood: {replies} replies, {dropped} dropped of {requests} requests in {elapsed:.1} s; lb CPU {cpu:.2} s"
+    );
+}

@@ -395,3 +395,79 @@ fn a_split_between_live_speakers_settles_on_one_owner() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(p.owner().as_deref(), Some(first.as_str()));
 }
+
+#[test]
+fn two_minutes_without_the_api_server_change_nothing() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let c = Cluster::new("spo");
+    let (node, _socat, kubeconfig) = node_with_api(&c, "ko");
+    let (cli, rtr) = (Netns::new("kc"), Netns::new("kr"));
+    let _sw = support::bridged(&[&node, &cli, &rtr]);
+    for (ns, ip) in [(&node, "10.76.0.1/24"), (&cli, "10.76.0.10/24"), (&rtr, "10.76.0.2/24")] {
+        ns.ip(&["addr", "add", ip, "dev", "eth0"]);
+    }
+    let conf = c.dir.path("bird.conf");
+    std::fs::write(
+        &conf,
+        "router id 10.76.0.2;\nprotocol device {}\nprotocol bgp tor {\n  local 10.76.0.2 as 64500;\n  neighbor 10.76.0.1 as 64512;\n  passive on;\n  ipv4 { import all; export none; };\n}\n",
+    )
+    .unwrap();
+    let (ctl_sock, pid) = (c.dir.path("bird.ctl"), c.dir.path("bird.pid"));
+    let bird_args = ["-f", "-c", conf.to_str().unwrap(), "-s", ctl_sock.to_str().unwrap(), "-P", pid.to_str().unwrap()];
+    let _bird = Proc::spawn(rtr.cmd("bird", &bird_args), &c.dir.0, "bird");
+    let birdc = |cmd: &str| {
+        let mut args = vec!["-s", ctl_sock.to_str().unwrap()];
+        args.extend(cmd.split(' '));
+        String::from_utf8_lossy(&support::run("birdc", &args).stdout).into_owned()
+    };
+    c.node("n1", json!({}));
+    c.pool("lan", json!({"addresses": ["10.76.0.100-10.76.0.101"]}));
+    c.create("metallb.io", "l2advertisements", NS, json!({"metadata": {"name": "lan"}}));
+    let peer = json!({"metadata": {"name": "tor"},
+        "spec": {"myASN": 64512, "peerASN": 64500, "peerAddress": "10.76.0.2", "holdTime": "9s"}});
+    c.create("metallb.io", "bgppeers", NS, peer);
+    c.create("metallb.io", "bgpadvertisements", NS, json!({"metadata": {"name": "all"}}));
+    let ctl = c.controller("ctl");
+    let spk = speaker(&c, &node, &kubeconfig);
+    c.service("www", json!({}), json!([{"port": 80}]));
+    let mac = node.mac("eth0").to_lowercase();
+    let ready = eventually(Duration::from_secs(20), || {
+        arping(&cli, "10.76.0.100").as_ref() == Some(&mac) && birdc("show route 10.76.0.100/32").contains("10.76.0.100")
+    });
+    assert!(ready, "not announced:\n{}", spk.stderr());
+    let statuses = |c: &Cluster| {
+        let mut v: Vec<String> = ["servicel2statuses", "servicebgpstatuses"]
+            .iter()
+            .flat_map(|k| c.list("metallb.io", k, NS))
+            .map(|s| format!("{} {}", s["metadata"]["name"], s["metadata"]["resourceVersion"]))
+            .collect();
+        v.sort();
+        v
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let (session, status_before) = (birdc("show protocols tor"), statuses(&c));
+    let writes_before = c.writes("PATCH services/status");
+
+    // The API server goes away for two minutes: every connection is cut, new ones refused.
+    c.api.shared.set_outage(true);
+    let outage = std::time::Instant::now();
+    while outage.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_secs(10));
+        let at = outage.elapsed().as_secs();
+        assert_eq!(arping(&cli, "10.76.0.100").as_ref(), Some(&mac), "ARP unanswered {at} s into the outage");
+        assert_eq!(birdc("show protocols tor"), session, "the BGP session moved {at} s into the outage");
+        assert!(birdc("show route 10.76.0.100/32").contains("10.76.0.100"), "route gone {at} s into the outage");
+    }
+    c.api.shared.set_outage(false);
+
+    // Back: the components reconnect, and nothing that was right is changed.
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(arping(&cli, "10.76.0.100").as_ref(), Some(&mac));
+    assert_eq!(birdc("show protocols tor"), session, "the BGP session moved after the outage");
+    assert_eq!(c.ips("web", "www"), ["10.76.0.100"]);
+    assert_eq!(c.writes("PATCH services/status"), writes_before, "a Service status was written again");
+    assert_eq!(statuses(&c), status_before, "status objects were rewritten");
+    assert!(!spk.stderr().contains("panicked") && !ctl.stderr().contains("panicked"));
+}
