@@ -39,6 +39,14 @@ impl Lab {
         self.lb_with(&[])
     }
 
+    /// lb putting the service addresses on its host (so that they answer pings).
+    fn lb_with_host_addresses(&self) -> Proc {
+        let cfg = self.dir.path("lb.yaml");
+        let state = self.dir.path("state.json");
+        let args = ["run", "-c", cfg.to_str().unwrap(), "--node", "spk", "--state-file", state.to_str().unwrap()];
+        Proc::spawn(self.spk.cmd(env!("CARGO_BIN_EXE_lb"), &args), &self.dir.0, &format!("lb-{}", support::unique("")))
+    }
+
     fn lb_with(&self, extra: &[&str]) -> Proc {
         let cfg = self.dir.path("lb.yaml");
         let state = self.dir.path("state.json");
@@ -429,18 +437,34 @@ fn a_peer_without_four_octet_as_support_gets_two_octet_as_paths() {
 
 #[test]
 fn graceful_restart_keeps_routes_at_the_router_across_a_restart() {
-    if !prerequisites(TOOLS) {
+    if !prerequisites(&[TOOLS, &["ping", "tcpdump"]].concat()) {
         return;
     }
     let lab = Lab::new();
-    let bird = Bird::start(&lab, &BIRD_EBGP4.replace("passive on;", "passive on;\n  graceful restart on;"));
+    let kernel = "protocol kernel {\n  ipv4 { export all; };\n}\n";
+    let bird = Bird::start(&lab, &(BIRD_EBGP4.replace("passive on;", "passive on;\n  graceful restart on;") + kernel));
     lab.write_config(&format!(
         "{POOL}{}{ADVERT}{}",
         peer("bird4", 64512, 64500, "10.9.0.2", ", enableGracefulRestart: true"),
         services(false)
     ));
-    let mut lb = lab.lb();
+    // lb puts the address on its host, and BIRD installs the route in the router's kernel:
+    // the router reaches the service address through lb's node.
+    let mut lb = lab.lb_with_host_addresses();
     assert!(eventually(Duration::from_secs(15), || bird.has_route("192.0.2.16/32")), "{}", lb.stderr());
+    let ping = |secs: &str| lab.rtr.cmd("ping", &["-n", "-i", "0.05", "-w", secs, "192.0.2.16"]);
+    let reached = eventually(Duration::from_secs(10), || {
+        lab.rtr.exec("ping", &["-c", "1", "-W", "1", "192.0.2.16"]).status.success()
+    });
+    assert!(reached, "the router cannot reach the service address: {}", lab.rtr.ip(&["route"]));
+    // Traffic flows through the whole restart.
+    let mut traffic = Proc::spawn(ping("12"), &lab.dir.0, "ping");
+    let mut dump = Proc::spawn(
+        lab.rtr.cmd("tcpdump", &["-n", "-l", "-v", "-i", "eth0", "tcp port 179"]),
+        &lab.dir.0,
+        "tcpdump-gr",
+    );
+    std::thread::sleep(Duration::from_secs(1));
     lb.signal("TERM");
     assert_eq!(lb.wait(Duration::from_secs(5)), Some(0));
     // No NOTIFICATION: the router keeps the routes (stale) for the restart time.
@@ -448,9 +472,31 @@ fn graceful_restart_keeps_routes_at_the_router_across_a_restart() {
     assert!(bird.has_route("192.0.2.16/32"), "routes kept during the restart:\n{}", bird.cli("show protocols all lb4"));
     assert!(!bird.cli("show protocols all lb4").contains("Administrative shutdown"));
     // The next process comes back, sends the table and End-of-RIB; the routes stay.
-    let lb2 = lab.lb();
+    let lb2 = lab.lb_with_host_addresses();
     assert!(eventually(Duration::from_secs(15), || bird.established("lb4")), "{}", lb2.stderr());
     assert!(bird.has_route("192.0.2.16/32"));
+    // An End-of-RIB from lb (BIRD sends its own too): tcpdump -v prints a packet as a line
+    // with the time, then its addresses, then the decoded BGP messages.
+    let from_lb = |text: &str| {
+        let mut packets: Vec<String> = Vec::new();
+        for line in text.lines() {
+            match packets.last_mut() {
+                Some(p) if !line.starts_with(|c: char| c.is_ascii_digit()) => {
+                    p.push('\n');
+                    p.push_str(line);
+                }
+                _ => packets.push(line.to_string()),
+            }
+        }
+        packets.iter().any(|p| p.contains("10.9.0.1.") && p.contains("> 10.9.0.2.") && p.contains("End-of-Rib"))
+    };
+    let sent_eor = eventually(Duration::from_secs(10), || from_lb(&dump.stdout()));
+    dump.signal("TERM");
+    dump.wait(Duration::from_secs(5));
+    assert!(sent_eor, "no End-of-RIB from lb after the restart:\n{}", dump.stdout());
+    assert_eq!(traffic.wait(Duration::from_secs(20)), Some(0), "ping failed");
+    let summary = traffic.stdout();
+    assert!(summary.contains(" 0% packet loss"), "traffic stopped during the restart:\n{summary}");
 }
 
 /// BIRD that connects to us (not passive), as soon as it starts.

@@ -144,3 +144,60 @@ fn each_mode_gets_only_the_capabilities_it_needs() {
         assert!(containers(ctl)[0]["securityContext"]["capabilities"]["add"].is_null());
     }
 }
+
+/// Every permission the manifest grants, one line per role, group/resource and verbs. A new
+/// permission fails this test until it is added here, on purpose: least privilege is kept
+/// by review, and the end-to-end tests check (support::rbac) that each of these is enough.
+#[test]
+fn every_permission_granted_is_listed_here() {
+    let mut got = Vec::new();
+    for o in manifest(&[]) {
+        let kind = o["kind"].as_str().unwrap_or_default().to_string();
+        if kind != "Role" && kind != "ClusterRole" {
+            continue;
+        }
+        for r in o["rules"].as_array().unwrap() {
+            let mut verbs: Vec<&str> = r["verbs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+            verbs.sort_unstable();
+            for g in r["apiGroups"].as_array().unwrap() {
+                for res in r["resources"].as_array().unwrap() {
+                    let group = g.as_str().filter(|g| !g.is_empty()).unwrap_or("core");
+                    got.push(format!(
+                        "{kind} {}: {group}/{} {}",
+                        o["metadata"]["name"].as_str().unwrap(),
+                        res.as_str().unwrap(),
+                        verbs.join(",")
+                    ));
+                }
+            }
+        }
+    }
+    let want = "\
+ClusterRole lb-controller: core/services get,list,patch,watch
+ClusterRole lb-controller: core/services/status patch
+ClusterRole lb-controller: core/namespaces get,list,watch
+ClusterRole lb-controller: events.k8s.io/events create,patch
+Role lb-controller: metallb.io/ipaddresspools get,list,watch
+Role lb-controller: metallb.io/l2advertisements get,list,watch
+Role lb-controller: metallb.io/bgpadvertisements get,list,watch
+Role lb-controller: metallb.io/bgppeers get,list,watch
+Role lb-controller: metallb.io/communities get,list,watch
+Role lb-controller: metallb.io/bfdprofiles get,list,watch
+Role lb-controller: coordination.k8s.io/leases create,get,update
+ClusterRole lb-speaker: core/services get,list,watch
+ClusterRole lb-speaker: core/nodes get,list,watch
+ClusterRole lb-speaker: discovery.k8s.io/endpointslices get,list,watch
+ClusterRole lb-speaker: events.k8s.io/events create,patch
+Role lb-speaker: metallb.io/ipaddresspools get,list,watch
+Role lb-speaker: metallb.io/l2advertisements get,list,watch
+Role lb-speaker: metallb.io/bgpadvertisements get,list,watch
+Role lb-speaker: metallb.io/bgppeers get,list,watch
+Role lb-speaker: metallb.io/communities get,list,watch
+Role lb-speaker: metallb.io/bfdprofiles get,list,watch
+Role lb-speaker: metallb.io/servicel2statuses create,delete,get,list,patch,watch
+Role lb-speaker: metallb.io/servicebgpstatuses create,delete,get,list,patch,watch
+Role lb-speaker: metallb.io/servicel2statuses/status patch
+Role lb-speaker: metallb.io/servicebgpstatuses/status patch
+Role lb-speaker: coordination.k8s.io/leases create,delete,get,list,update,watch";
+    assert_eq!(got.join("\n"), want);
+}
