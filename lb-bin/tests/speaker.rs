@@ -75,7 +75,7 @@ fn the_speaker_answers_arp_for_the_address_the_controller_assigned() {
     c.node("n1", json!({"rack": "r1"}));
     c.pool("lan", json!({"addresses": ["10.77.0.100-10.77.0.110"]}));
     c.create("metallb.io", "l2advertisements", NS, json!({"metadata": {"name": "lan"}}));
-    let _ctl = c.controller("ctl");
+    let mut ctl = c.controller("ctl");
     // Left-overs: this node's status for a Service that is gone (from before a restart), and
     // a dead node's claim on the Service this node is about to answer for.
     for (name, node_name, svc) in [("l2-old", "n1", "ghost"), ("l2-dead", "n9", "www")] {
@@ -161,6 +161,29 @@ fn the_speaker_answers_arp_for_the_address_the_controller_assigned() {
         "",
         "n1",
         json!({"metadata": {"labels": {"node.kubernetes.io/exclude-from-external-load-balancers": null}}}),
+    );
+    assert!(eventually(Duration::from_secs(10), || arping(&cli, "10.77.0.100").as_deref() == Some(mac.as_str())));
+
+    // With the controller stopped, a user points the status at an address outside every
+    // pool (the CVE-2020-8554 class): the speaker never answers for it; the controller,
+    // back, puts the right address back, and it is answered again.
+    ctl.signal("TERM");
+    assert_eq!(ctl.wait(Duration::from_secs(10)), Some(0));
+    c.patch_status(
+        "services",
+        "web",
+        "www",
+        json!({"status": {"loadBalancer": {"ingress": [{"ip": "10.77.0.200", "ipMode": "VIP"}]}}}),
+    );
+    assert!(eventually(Duration::from_secs(10), || arping(&cli, "10.77.0.100").is_none()), "still answering");
+    for _ in 0..3 {
+        assert!(arping(&cli, "10.77.0.200").is_none(), "answered for an address outside every pool");
+    }
+    let _ctl = c.controller("ctl2");
+    assert!(
+        eventually(Duration::from_secs(15), || c.ips("web", "www") == ["10.77.0.100"]),
+        "{:?}",
+        c.ips("web", "www")
     );
     assert!(eventually(Duration::from_secs(10), || arping(&cli, "10.77.0.100").as_deref() == Some(mac.as_str())));
 
