@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{check, controller, manifests, run, speaker};
+use crate::{check, controller, explain, manifests, run, speaker};
 
 /// `lb`.
 #[derive(Debug, Parser)]
@@ -20,6 +20,9 @@ pub enum Command {
     /// Load and validate MetalLB configuration files, allocate addresses to the LoadBalancer
     /// Services in them, and print the result.
     Check(check::Args),
+    /// Why a Service has (or has not) an address, and who announces it: pools,
+    /// advertisements, nodes, the L2 owner and the BGP peers, each with its reason.
+    Explain(explain::Args),
     /// Do the whole job on this host: allocate and announce (L2 mode), reload on SIGHUP or
     /// file change, withdraw on SIGINT/SIGTERM.
     Run(run::Args),

@@ -40,6 +40,16 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
         },
+        Command::Explain(args) => {
+            lb_bin::telemetry::init("warn");
+            match lb_bin::explain::explain(&args) {
+                Ok(e) => match e.write(&mut std::io::stdout().lock(), args.output) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(&e),
+                },
+                Err(e) => fail(&e),
+            }
+        }
         Command::Check(args) => {
             lb_bin::telemetry::init("warn");
             let json = args.output == Format::Json;

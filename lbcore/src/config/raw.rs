@@ -354,6 +354,19 @@ pub struct Node {
 pub struct NodeStatus {
     /// `status.addresses`.
     pub addresses: Vec<NodeAddress>,
+    /// `status.conditions` (`Ready` is the one lb reads).
+    pub conditions: Vec<NodeCondition>,
+}
+
+/// `v1 NodeCondition`, reduced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NodeCondition {
+    /// `Ready`, `MemoryPressure`, ...
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
 }
 
 /// `v1 NodeAddress`.

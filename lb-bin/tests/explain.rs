@@ -1,0 +1,142 @@
+//! `lb explain` on files: the reasons it gives for pools, advertisements, nodes, the L2 owner
+//! and BGP peers, in text and JSON. No root, no network.
+
+mod support;
+
+use serde_json::Value;
+use support::Scratch;
+
+const CONFIG: &str = "\
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: lan}
+spec: {addresses: [192.0.2.10-192.0.2.11]}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: reserved}
+spec: {addresses: [198.51.100.0/30], autoAssign: false}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: team-a}
+spec:
+  addresses: [203.0.113.0/30]
+  serviceAllocation: {namespaces: [team-a]}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: racks}
+spec:
+  ipAddressPools: [lan]
+  nodeSelectors: [{matchLabels: {l2: \"yes\"}}]
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: tor}
+spec: {myASN: 64512, peerASN: 64500, peerAddress: 10.0.0.1, nodeSelectors: [{matchLabels: {rack: r1}}]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: agg}
+spec: {ipAddressPools: [lan], aggregationLength: 31, communities: [\"64512:7\"], localPref: 120}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: a, labels: {l2: \"yes\", rack: r1}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: b, labels: {l2: \"yes\", node.kubernetes.io/exclude-from-external-load-balancers: \"\"}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: c, labels: {l2: \"yes\"}}
+status: {conditions: [{type: Ready, status: \"False\"}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: d, labels: {rack: r1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec: {type: LoadBalancer, ports: [{port: 443}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: late, namespace: shop}
+spec: {type: LoadBalancer, ports: [{port: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: other, namespace: shop}
+spec: {type: LoadBalancer, loadBalancerClass: example.com/other, ports: [{port: 80}]}
+";
+
+fn explain(dir: &Scratch, service: &str, json: bool) -> (i32, String) {
+    let cfg = dir.path("lb.yaml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    let mut args = vec!["explain", "-c", cfg.to_str().unwrap(), service];
+    if json {
+        args.extend(["--output", "json"]);
+    }
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lb")).args(&args).output().expect("lb runs");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+fn verdict<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array().unwrap().iter().find(|v| v["name"] == name).unwrap_or_else(|| panic!("{name} in {list}"))
+}
+
+#[test]
+fn an_assigned_service_shows_its_pool_nodes_owner_and_bgp_peers_with_reasons() {
+    let dir = Scratch::new("exp");
+    let (code, text) = explain(&dir, "shop/web", true);
+    assert_eq!(code, 0, "{text}");
+    let e: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(e["addresses"], serde_json::json!(["192.0.2.10"]));
+    let pools = &e["pools"];
+    assert_eq!(verdict(pools, "lan")["ok"], true);
+    assert!(verdict(pools, "reserved")["why"].as_str().unwrap().contains("autoAssign is false"));
+    assert!(verdict(pools, "team-a")["why"].as_str().unwrap().contains("serviceAllocation"));
+    let a = &e["announce"][0];
+    assert_eq!(verdict(&a["l2_advertisements"], "racks")["ok"], true);
+    let nodes = &a["l2_nodes"];
+    assert_eq!(verdict(nodes, "a")["ok"], true);
+    assert!(verdict(nodes, "b")["why"].as_str().unwrap().contains("exclude-from-external-load-balancers"));
+    assert!(verdict(nodes, "c")["why"].as_str().unwrap().contains("not Ready"));
+    assert!(verdict(nodes, "d")["why"].as_str().unwrap().contains("nodeSelectors"));
+    assert_eq!(a["l2_owner"], "a", "the only eligible node");
+    // BGP: the peer selects nodes of rack r1 (a and d); the route is the /31 aggregate.
+    let routes: Vec<&str> = a["bgp_routes"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert_eq!(
+        routes,
+        [
+            "tor from a: 192.0.2.10/31 (communities 64512:7, local-pref 120)",
+            "tor from d: 192.0.2.10/31 (communities 64512:7, local-pref 120)"
+        ]
+    );
+}
+
+#[test]
+fn a_service_without_an_address_says_why_and_text_output_is_aligned() {
+    let dir = Scratch::new("exp");
+    // Two addresses in `lan`, and three Services that want one: late finds none.
+    let (code, text) = explain(&dir, "shop/late", false);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("no address:"), "{text}");
+    assert!(text.contains("no free IPv4 address in pool(s) lan"), "the allocator's reason: {text}");
+    let (_, text) = explain(&dir, "shop/other", false);
+    assert!(text.contains("not handled by lb") && text.contains("example.com/other"), "{text}");
+    let (_, text) = explain(&dir, "shop/missing", false);
+    assert!(text.contains("no Service of type LoadBalancer"), "{text}");
+}
