@@ -5,7 +5,7 @@
 //!   `lb` reads. Deserializing them never fails on meaning, only on shape.
 //! - [`load`] reads multi-document YAML (and `kind: List`), sorts documents by kind, warns on
 //!   unknown fields and skips kinds `lb` does not read.
-//! - [`validate`] checks everything MetalLB checks and more, and either returns a typed
+//! - [`validate()`] checks everything MetalLB checks and more, and either returns a typed
 //!   [`Config`] with warnings, or every error found, each naming file, kind, object, field
 //!   and value. It never stops at the first error.
 //!

@@ -7,7 +7,7 @@
 //! Invariant: deserializing never fails on a *semantically* bad object. Addresses, durations
 //! and communities stay strings, every field is optional or defaulted; only a type mismatch
 //! the API server's schema would also refuse (a string where a list belongs) fails here.
-//! Meaning is checked later, by [`super::validate`], which can name the field and value.
+//! Meaning is checked later, by [`super::validate()`], which can name the field and value.
 
 use std::collections::BTreeMap;
 

@@ -14,7 +14,7 @@
 //!
 //! Invariants:
 //! - Every assigned address lies in exactly one pool (pools never overlap, see
-//!   [`crate::config::validate`]) and is recorded in that pool's used set.
+//!   [`crate::config::validate()`]) and is recorded in that pool's used set.
 //! - Two services hold the same address only if their sharing keys are equal and non-empty,
 //!   their backend keys are equal and their ports are disjoint.
 //! - Nothing depends on hash-map iteration order: the same calls in the same order give the
