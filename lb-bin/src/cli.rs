@@ -9,6 +9,9 @@ use crate::{check, controller, explain, manifests, run, speaker};
 #[derive(Debug, Parser)]
 #[command(name = "lb", version, about = "A load balancer for bare-metal Kubernetes, MetalLB-compatible")]
 pub struct Cli {
+    /// Log lines as text or as JSON objects (one a line).
+    #[arg(long, global = true, env = "LB_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::telemetry::LogFormat,
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use lb_bin::check::{self, Format};
 use lb_bin::cli::{Cli, Command};
+use lb_bin::telemetry::LogFormat;
 use lb_bin::{controller, manifests, run, speaker};
 
 fn fail(e: &lb_bin::Error) -> ExitCode {
@@ -17,8 +18,8 @@ fn fail(e: &lb_bin::Error) -> ExitCode {
 }
 
 /// Runs a long-lived subcommand on a single-threaded runtime, logging at info.
-fn serve(job: impl std::future::Future<Output = lb_bin::Result<()>>) -> ExitCode {
-    lb_bin::telemetry::init("info");
+fn serve(job: impl std::future::Future<Output = lb_bin::Result<()>>, log: LogFormat) -> ExitCode {
+    lb_bin::telemetry::init("info", log);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
     match rt.map_err(lb_bin::Error::Io).and_then(|rt| rt.block_on(job)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -28,10 +29,11 @@ fn serve(job: impl std::future::Future<Output = lb_bin::Result<()>>) -> ExitCode
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log = cli.log_format;
     match cli.command {
-        Command::Run(args) => serve(run::run(args)),
-        Command::Controller(args) => serve(controller::run(args)),
-        Command::Speaker(args) => serve(speaker::run(args)),
+        Command::Run(args) => serve(run::run(args), log),
+        Command::Controller(args) => serve(controller::run(args), log),
+        Command::Speaker(args) => serve(speaker::run(args), log),
         Command::Manifests(args) => match manifests::print(&args, &mut std::io::stdout().lock()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
@@ -41,7 +43,7 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         },
         Command::Explain(args) => {
-            lb_bin::telemetry::init("warn");
+            lb_bin::telemetry::init("warn", log);
             match lb_bin::explain::explain(&args) {
                 Ok(e) => match e.write(&mut std::io::stdout().lock(), args.output) {
                     Ok(()) => ExitCode::SUCCESS,
@@ -51,7 +53,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Check(args) => {
-            lb_bin::telemetry::init("warn");
+            lb_bin::telemetry::init("warn", log);
             let json = args.output == Format::Json;
             match check::run(&args) {
                 Ok(report) => {

@@ -140,3 +140,22 @@ fn a_service_without_an_address_says_why_and_text_output_is_aligned() {
     let (_, text) = explain(&dir, "shop/missing", false);
     assert!(text.contains("no Service of type LoadBalancer"), "{text}");
 }
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let dir = Scratch::new("exj");
+    let cfg = dir.path("lb.yaml");
+    std::fs::write(&cfg, format!("{CONFIG}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: unrelated}}\n"))
+        .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lb"))
+        .args(["--log-format", "json", "explain", "-c", cfg.to_str().unwrap(), "shop/web"])
+        .env("LB_LOG", "debug")
+        .output()
+        .expect("lb runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<Value> =
+        err.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();
+    let skipped = lines.iter().find(|v| v["message"] == "skipping a kind lb does not read").expect("the debug line");
+    assert_eq!((&skipped["level"], &skipped["kind"]), (&Value::from("DEBUG"), &Value::from("ConfigMap")));
+    assert!(skipped["timestamp"].is_string());
+}
