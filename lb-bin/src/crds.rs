@@ -152,8 +152,22 @@ macro_rules! spec_may_be_absent {
 }
 spec_may_be_absent!(IpAddressPoolCrd, L2AdvertisementCrd, BgpAdvertisementCrd, BgpPeerCrd, CommunityCrd, BfdProfileCrd);
 
+/// The status kinds' spec is empty, and may be absent too: one object written without it
+/// (by hand, or by another tool) must not stop a speaker from reading all the others.
+macro_rules! empty_spec_may_be_absent {
+    ($($spec:ident),*) => {$(
+        impl<'de> Deserialize<'de> for $spec {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let _ = Option::<serde::de::IgnoredAny>::deserialize(d)?;
+                Ok($spec {})
+            }
+        }
+    )*};
+}
+empty_spec_may_be_absent!(ServiceL2StatusCrd, ServiceBgpStatusCrd);
+
 /// `ServiceL2Status.spec` (empty: the object is all status).
-#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
 #[kube(
     group = "metallb.io",
     version = "v1beta1",
@@ -191,7 +205,7 @@ pub struct InterfaceInfo {
 }
 
 /// `ServiceBGPStatus.spec` (empty: the object is all status).
-#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
 #[kube(
     group = "metallb.io",
     version = "v1beta1",

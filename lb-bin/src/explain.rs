@@ -7,11 +7,15 @@
 //! every node and why it may or may not answer, the L2 owner, and the BGP peers with the
 //! prefix and attributes each gets.
 //!
-//! Nodes are the files' `kind: Node` entries (their labels, their `Ready` condition when
-//! given, the exclusion label), or this node alone (`--node`, `--node-labels`). As in `lb
-//! run`, every node counts as having a ready local endpoint. With no claims known, the L2
-//! owner is the first in the ranking; a running group keeps its current owner instead.
-//! Reading a live cluster (`--kubeconfig`) is not there yet.
+//! From files (`-c`): nodes are the files' `kind: Node` entries (their labels, their `Ready`
+//! condition when given, the exclusion label), or this node alone (`--node`,
+//! `--node-labels`). As in `lb run`, every node counts as having a ready local endpoint.
+//! With no claims known, the L2 owner is the first in the ranking.
+//!
+//! From a cluster (`--kubeconfig`): everything is read once from the API, as the speakers
+//! see it. The addresses are the Service's status; a node must also have a live speaker
+//! (its `lb-speaker-NODE` Lease renewed within 10 s) and, for `externalTrafficPolicy:
+//! Local`, a ready endpoint; the L2 owner is the one ServiceL2Status names.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -34,8 +38,14 @@ const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balan
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A configuration file or directory; repeat for more.
-    #[arg(short = 'c', long = "config", required = true, value_name = "FILE|DIR")]
+    #[arg(short = 'c', long = "config", value_name = "FILE|DIR", required_unless_present = "kubeconfig")]
     pub config: Vec<PathBuf>,
+    /// Read a live cluster instead of files.
+    #[arg(long, value_name = "PATH", conflicts_with = "config")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of the metallb.io objects and the speakers' Leases (with --kubeconfig).
+    #[arg(long, env = "LB_NAMESPACE", default_value = "metallb-system")]
+    pub namespace: String,
     /// The Service, as NAMESPACE/NAME (NAME alone: namespace `default`).
     #[arg(value_name = "NAMESPACE/SERVICE")]
     pub service: String,
@@ -102,9 +112,20 @@ pub struct Explanation {
     pub announce: Vec<AddressView>,
 }
 
+/// A node, and why it cannot serve this Service at all, if it cannot.
 struct NodeInfo {
     node: plan::Node,
-    ready: Option<bool>,
+    unfit: Option<String>,
+}
+
+fn file_unfit(labels: &Labels, ready: Option<bool>) -> Option<String> {
+    if labels.contains_key(EXCLUDE_LABEL) {
+        Some(format!("labelled {EXCLUDE_LABEL}"))
+    } else if ready == Some(false) {
+        Some("not Ready".to_string())
+    } else {
+        None
+    }
 }
 
 fn parse_labels(s: &str) -> Result<Labels> {
@@ -117,32 +138,58 @@ fn parse_labels(s: &str) -> Result<Labels> {
     Ok(labels)
 }
 
-/// Works out the explanation.
-pub fn explain(args: &Args) -> Result<Explanation> {
-    let (ns, name) = match args.service.split_once('/') {
+fn split_key(s: &str) -> (String, String) {
+    match s.split_once('/') {
         Some((ns, name)) => (ns.to_string(), name.to_string()),
-        None => ("default".to_string(), args.service.clone()),
-    };
+        None => ("default".to_string(), s.to_string()),
+    }
+}
+
+/// Works out the explanation from files.
+pub fn explain(args: &Args) -> Result<Explanation> {
+    let (ns, name) = split_key(&args.service);
     let mut res = config::load_paths(&args.config);
     let nodes: Vec<NodeInfo> = if res.nodes.is_empty() {
         let host = args.node.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
         });
-        vec![NodeInfo { node: plan::Node::new(host, parse_labels(&args.node_labels)?), ready: None }]
+        let labels = parse_labels(&args.node_labels)?;
+        vec![NodeInfo { unfit: file_unfit(&labels, None), node: plan::Node::new(host, labels) }]
     } else {
         res.nodes
             .iter()
-            .map(|n| NodeInfo {
-                node: plan::Node::new(
-                    n.object.metadata.name.clone().unwrap_or_default(),
-                    n.object.metadata.labels.clone(),
-                ),
-                ready: n.object.status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.status == "True"),
+            .map(|n| {
+                let ready = n.object.status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.status == "True");
+                NodeInfo {
+                    node: plan::Node::new(
+                        n.object.metadata.name.clone().unwrap_or_default(),
+                        n.object.metadata.labels.clone(),
+                    ),
+                    unfit: file_unfit(&n.object.metadata.labels, ready),
+                }
             })
             .collect()
     };
     let validated = config::validate(&res).map_err(Error::Config)?;
     let services = service::load_balancer_services(&mut res).map_err(Error::Config)?;
+    build(&validated.config, &services, &ns, &name, args.lb_class.as_deref(), |_| nodes_for(&nodes), &BTreeMap::new())
+}
+
+fn nodes_for(nodes: &[NodeInfo]) -> Vec<NodeInfo> {
+    nodes.iter().map(|n| NodeInfo { node: n.node.clone(), unfit: n.unfit.clone() }).collect()
+}
+
+/// The explanation for `ns/name` among `services`: `nodes_of` gives the nodes with their
+/// fitness for a Service; `owners` the current L2 owner of an address, when known.
+fn build(
+    config: &Config,
+    services: &[service::Service],
+    ns: &str,
+    name: &str,
+    class: Option<&str>,
+    nodes_of: impl Fn(&service::Service) -> Vec<NodeInfo>,
+    owners: &BTreeMap<IpAddr, String>,
+) -> Result<Explanation> {
     let key = format!("{ns}/{name}");
     let mut out = Explanation { service: key.clone(), ..Default::default() };
     let Some(index) = services.iter().position(|s| s.key.namespace == ns && s.key.name == name) else {
@@ -154,9 +201,9 @@ pub fn explain(args: &Args) -> Result<Explanation> {
         return Ok(out);
     };
     let svc = &services[index];
-    if svc.class.as_deref() != args.lb_class.as_deref() {
+    if svc.class.as_deref() != class {
         let theirs = svc.class.as_deref().unwrap_or("none");
-        let ours = args.lb_class.as_deref().unwrap_or("none");
+        let ours = class.unwrap_or("none");
         out.handled = Verdict {
             name: key,
             ok: false,
@@ -165,15 +212,16 @@ pub fn explain(args: &Args) -> Result<Explanation> {
         return Ok(out);
     }
     out.handled = Verdict { name: key, ok: true, why: "a LoadBalancer Service of lb's class".into() };
-    let (_, outcomes) = batch::assign_all(&validated.config.pools, &services, args.lb_class.as_deref());
+    let (_, outcomes) = batch::assign_all(&config.pools, services, class);
     let o = &outcomes[index];
     out.addresses = o.ips.iter().map(IpAddr::to_string).collect();
     out.error = o.error.clone();
     out.note = o.note.clone();
-    out.pools = pool_verdicts(&validated.config, svc, &o.pools);
+    out.pools = pool_verdicts(config, svc, &o.pools);
     let request = svc.restore_request();
+    let nodes = nodes_of(svc);
     for (ip, pool) in o.ips.iter().zip(&o.pools) {
-        out.announce.push(announce(&validated.config, &nodes, &request.labels, *ip, pool));
+        out.announce.push(announce(config, &nodes, &request.labels, *ip, pool, owners.get(ip)));
     }
     Ok(out)
 }
@@ -202,7 +250,14 @@ fn pool_verdicts(config: &Config, svc: &service::Service, used: &[String]) -> Ve
         .collect()
 }
 
-fn announce(config: &Config, nodes: &[NodeInfo], labels: &Labels, ip: IpAddr, pool_name: &str) -> AddressView {
+fn announce(
+    config: &Config,
+    nodes: &[NodeInfo],
+    labels: &Labels,
+    ip: IpAddr,
+    pool_name: &str,
+    owner: Option<&String>,
+) -> AddressView {
     let mut v = AddressView { ip: ip.to_string(), pool: pool_name.to_string(), ..Default::default() };
     let Some(pool) = config.pool(pool_name) else { return v };
     if !config.is_advertised(pool) {
@@ -235,10 +290,8 @@ fn announce(config: &Config, nodes: &[NodeInfo], labels: &Labels, ip: IpAddr, po
     let mut eligible: Vec<&str> = Vec::new();
     for n in nodes {
         let name = n.node.name.as_str();
-        let (ok, why) = if n.node.labels.contains_key(EXCLUDE_LABEL) {
-            (false, format!("labelled {EXCLUDE_LABEL}"))
-        } else if n.ready == Some(false) {
-            (false, "not Ready".to_string())
+        let (ok, why) = if let Some(unfit) = &n.unfit {
+            (false, unfit.clone())
         } else if let Some(advs) = l2_nodes.get(name) {
             eligible.push(name);
             (true, format!("selected by {}", advs.join(", ")))
@@ -249,7 +302,14 @@ fn announce(config: &Config, nodes: &[NodeInfo], labels: &Labels, ip: IpAddr, po
         };
         v.l2_nodes.push(Verdict { name: name.to_string(), ok, why });
     }
-    v.l2_owner = plan::owner(ip, &eligible, None).map(str::to_string);
+    v.l2_owner = plan::owner(ip, &eligible, owner.map(String::as_str)).map(str::to_string);
+    if owner.is_some_and(|o| !eligible.contains(&o.as_str())) {
+        v.l2_nodes.push(Verdict {
+            name: owner.cloned().unwrap_or_default(),
+            ok: false,
+            why: "claims the address (ServiceL2Status) but may not answer for it: it will be moved".into(),
+        });
+    }
     // BGP.
     for adv in &config.bgp_advertisements {
         let (ok, why) = if !adv.pools.selects(pool) {
@@ -267,7 +327,7 @@ fn announce(config: &Config, nodes: &[NodeInfo], labels: &Labels, ip: IpAddr, po
         v.bgp_advertisements.push(Verdict { name: adv.name.clone(), ok, why });
     }
     let assigned = [plan::Assigned { labels: labels.clone(), ips: vec![(ip, pool_name.into())] }];
-    for n in nodes.iter().filter(|n| !n.node.labels.contains_key(EXCLUDE_LABEL) && n.ready != Some(false)) {
+    for n in nodes.iter().filter(|n| n.unfit.is_none()) {
         for (peer, session) in plan::bgp(config, &n.node, &assigned) {
             for (net, attrs) in &session.routes {
                 if !net.contains(&ip) {
@@ -352,4 +412,119 @@ fn section(out: &mut impl Write, title: &str, items: &[Verdict]) -> Result<()> {
         writeln!(out, "{indent}{mark}  {:<width$}  {}", v.name, v.why)?;
     }
     Ok(())
+}
+
+/// Works out the explanation from a live cluster, read once as the speakers see it.
+pub async fn explain_cluster(args: &Args, kubeconfig: &std::path::Path) -> Result<Explanation> {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::{Namespace, Service};
+    use kube::api::Api;
+
+    use crate::cluster::{Stores, Update};
+
+    let bad = |e: String| Error::Invalid(format!("--kubeconfig {}: {e}", kubeconfig.display()));
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| bad(e.to_string()))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.map_err(|e| bad(e.to_string()))?;
+    let client = kube::Client::try_from(cfg).map_err(|e| bad(e.to_string()))?;
+    let ns = args.namespace.as_str();
+    let mut stores = Stores::default();
+    let mut watches = stores.watch_config(&client, ns);
+    watches.push(stores.watch(Api::<Namespace>::all(client.clone()), Update::Namespace));
+    watches.push(stores.watch(Api::<Service>::all(client.clone()), Update::Service));
+    watches.push(stores.watch(Api::all(client.clone()), Update::Node));
+    watches.push(stores.watch(Api::all(client.clone()), Update::Slice));
+    watches.push(stores.watch(Api::namespaced(client.clone(), ns), Update::L2Status));
+    watches.push(stores.watch(Api::namespaced(client.clone(), ns), Update::Lease));
+    let mut updates = futures::stream::select_all(watches);
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while !stores.ready() {
+            match updates.next().await {
+                Some(u) => stores.apply(u),
+                None => break,
+            }
+        }
+    });
+    if read.await.is_err() || !stores.ready() {
+        return Err(bad("could not read every kind lb needs within 30 s (RBAC? the API server?)".into()));
+    }
+    drop(updates);
+
+    let mut res = stores.resources();
+    let validated = config::validate(&res).map_err(Error::Config)?;
+    let services = service::load_balancer_services(&mut res).map_err(Error::Config)?;
+    let (svc_ns, svc_name) = split_key(&args.service);
+
+    // The current L2 owner of each of the Service's addresses, as ServiceL2Status says.
+    let mut owners = BTreeMap::new();
+    let k8s_svc = stores.services.items.values().find(|s| {
+        s.metadata.namespace.as_deref() == Some(svc_ns.as_str())
+            && s.metadata.name.as_deref() == Some(svc_name.as_str())
+    });
+    let status_ips: Vec<IpAddr> = k8s_svc
+        .map(crate::controller::status_ips)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    for st in stores.l2_statuses.items.values() {
+        let Some(s) = &st.status else { continue };
+        if s.service_namespace.as_deref() == Some(svc_ns.as_str())
+            && s.service_name.as_deref() == Some(svc_name.as_str())
+        {
+            if let Some(node) = &s.node {
+                for ip in &status_ips {
+                    owners.insert(*ip, node.clone());
+                }
+            }
+        }
+    }
+    let local =
+        k8s_svc.and_then(|s| s.spec.as_ref()).and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
+    let mut ready_endpoints: std::collections::BTreeSet<String> = Default::default();
+    for slice in stores.slices.items.values() {
+        let owner = slice.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name"));
+        if slice.metadata.namespace.as_deref() != Some(svc_ns.as_str()) || owner != Some(&svc_name) {
+            continue;
+        }
+        for ep in &slice.endpoints {
+            if let (true, Some(n)) = (ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true), &ep.node_name) {
+                ready_endpoints.insert(n.clone());
+            }
+        }
+    }
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let nodes: Vec<NodeInfo> = stores
+        .nodes
+        .items
+        .values()
+        .map(|n| {
+            let name = n.metadata.name.clone().unwrap_or_default();
+            let labels: Labels = n.metadata.labels.clone().unwrap_or_default();
+            let ready = n
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+                .map(|c| c.status == "True");
+            let lease = stores
+                .leases
+                .items
+                .values()
+                .find(|l| l.metadata.name.as_deref() == Some(&format!("lb-speaker-{name}")));
+            let renewed = lease.and_then(|l| l.spec.as_ref()?.renew_time.as_ref().map(|t| now - t.0.as_second()));
+            let mut unfit = file_unfit(&labels, ready.or(Some(false)));
+            if unfit.is_none() {
+                unfit = match renewed {
+                    None => Some("no speaker runs there (no Lease lb-speaker-NODE)".to_string()),
+                    Some(age) if age > 10 => Some(format!("its speaker's Lease was last renewed {age} s ago")),
+                    Some(_) if local && !ready_endpoints.contains(&name) => {
+                        Some("externalTrafficPolicy: Local, and no ready endpoint of the Service there".to_string())
+                    }
+                    Some(_) => None,
+                };
+            }
+            NodeInfo { node: plan::Node::new(name, labels), unfit }
+        })
+        .collect();
+    build(&validated.config, &services, &svc_ns, &svc_name, args.lb_class.as_deref(), |_| nodes_for(&nodes), &owners)
 }

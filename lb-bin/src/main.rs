@@ -44,7 +44,15 @@ fn main() -> ExitCode {
         },
         Command::Explain(args) => {
             lb_bin::telemetry::init("warn", log);
-            match lb_bin::explain::explain(&args) {
+            let result = match &args.kubeconfig {
+                Some(path) => tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(lb_bin::Error::Io)
+                    .and_then(|rt| rt.block_on(lb_bin::explain::explain_cluster(&args, path))),
+                None => lb_bin::explain::explain(&args),
+            };
+            match result {
                 Ok(e) => match e.write(&mut std::io::stdout().lock(), args.output) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(&e),

@@ -159,3 +159,51 @@ fn log_format_json_writes_one_json_object_per_line() {
     assert_eq!((&skipped["level"], &skipped["kind"]), (&Value::from("DEBUG"), &Value::from("ConfigMap")));
     assert!(skipped["timestamp"].is_string());
 }
+
+#[test]
+fn from_a_cluster_it_reads_owners_speakers_and_readiness_from_the_api() {
+    use serde_json::json;
+    use support::cluster::{Cluster, NS};
+    let c = Cluster::new("exk");
+    c.node("n1", json!({}));
+    c.node("n2", json!({}));
+    c.node("n3", json!({}));
+    c.node_ready("n3", false);
+    c.pool("lan", json!({"addresses": ["10.0.0.1-10.0.0.9"]}));
+    c.create("metallb.io", "l2advertisements", NS, json!({"metadata": {"name": "lan"}}));
+    c.service("www", json!({}), json!([{"port": 80}]));
+    c.patch_status("services", "web", "www", json!({"status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.5"}]}}}));
+    // n1's speaker is alive; n2 runs none. n2 ranks... whatever it ranks: the status says n1.
+    let now = fakeapi::store::now_rfc3339();
+    c.create(
+        "coordination.k8s.io",
+        "leases",
+        NS,
+        json!({"metadata": {"name": "lb-speaker-n1"}, "spec": {"holderIdentity": "n1", "renewTime": now, "acquireTime": now}}),
+    );
+    let labels =
+        json!({"metallb.io/node": "n1", "metallb.io/service-name": "www", "metallb.io/service-namespace": "web"});
+    // Written as the speaker writes it: the object, then its status subresource. No spec:
+    // an object without one must not stop anyone from reading the others.
+    c.create("metallb.io", "servicel2statuses", NS, json!({"metadata": {"name": "l2-www", "labels": labels}}));
+    let res = fakeapi::store::resource("metallb.io", "servicel2statuses").unwrap();
+    let status = json!({"status": {"node": "n1", "serviceName": "www", "serviceNamespace": "web"}});
+    c.api
+        .shared
+        .with(|s| s.patch(res, NS, "l2-www", fakeapi::store::Part::Status, "application/merge-patch+json", &status))
+        .expect("status");
+    let kubeconfig = c.dir.path("kubeconfig");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lb"))
+        .args(["explain", "--kubeconfig", kubeconfig.to_str().unwrap(), "web/www", "--output", "json"])
+        .output()
+        .expect("lb runs");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    let e: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(e["addresses"], json!(["10.0.0.5"]), "the status's address, restored");
+    let a = &e["announce"][0];
+    assert_eq!(a["l2_owner"], "n1");
+    assert_eq!(verdict(&a["l2_nodes"], "n1")["ok"], true);
+    assert!(verdict(&a["l2_nodes"], "n2")["why"].as_str().unwrap().contains("no speaker"), "{a}");
+    assert!(verdict(&a["l2_nodes"], "n3")["why"].as_str().unwrap().contains("not Ready"), "{a}");
+}
