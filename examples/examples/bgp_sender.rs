@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use announcer_bgp::BgpAnnouncer;
 use lbcore::announcer::{Announcer, BgpSession, Desired, RouteAttrs};
-use lbcore::config::{BgpPeer, PeerAddress, PeerAsn};
+use lbcore::config::{BgpPeer, PeerAsn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -19,26 +19,7 @@ async fn main() {
     let my_asn: u32 = arg(1, "64512").parse().expect("our AS");
     let peer_asn: u32 = arg(2, "64500").parse().expect("peer AS");
     let n: u32 = arg(3, "1000").parse().expect("route count");
-    let peer = BgpPeer {
-        name: "peer".into(),
-        my_asn,
-        peer_asn: PeerAsn::Fixed(peer_asn),
-        address: PeerAddress::Ip(peer_ip),
-        port: 179,
-        source_address: None,
-        router_id: None,
-        hold_time: None,
-        keepalive_time: None,
-        connect_time: None,
-        node_selectors: Vec::new(),
-        password: None,
-        bfd_profile: None,
-        graceful_restart: false,
-        ebgp_multi_hop: false,
-        vrf: None,
-        disable_mp: false,
-        dual_stack_address_family: false,
-    };
+    let peer = BgpPeer::new("peer", my_asn, PeerAsn::Fixed(peer_asn), peer_ip);
     let routes = (0..n).map(|i| (IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)).into(), RouteAttrs::default())).collect();
     let desired =
         Desired { l2: BTreeMap::new(), bgp: BTreeMap::from([("peer".to_string(), BgpSession { peer, routes })]) };

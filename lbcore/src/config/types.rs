@@ -221,6 +221,79 @@ pub struct BgpPeer {
     pub dual_stack_address_family: bool,
 }
 
+impl BgpPeer {
+    /// A peer at `address` with MetalLB's defaults for everything else (port 179, eBGP
+    /// single hop, the speaker's timers, no password): for embedding without YAML.
+    ///
+    /// ```
+    /// use lbcore::config::{BgpPeer, PeerAsn};
+    /// use std::time::Duration;
+    ///
+    /// let tor = BgpPeer::new("tor", 64512, PeerAsn::Fixed(64500), "192.0.2.1".parse().unwrap())
+    ///     .with_hold_time(Duration::from_secs(9))
+    ///     .with_password("s3cret");
+    /// assert_eq!(tor.port, 179);
+    /// ```
+    pub fn new(name: impl Into<String>, my_asn: u32, peer_asn: PeerAsn, address: IpAddr) -> Self {
+        BgpPeer {
+            name: name.into(),
+            my_asn,
+            peer_asn,
+            address: PeerAddress::Ip(address),
+            port: 179,
+            source_address: None,
+            router_id: None,
+            hold_time: None,
+            keepalive_time: None,
+            connect_time: None,
+            node_selectors: Vec::new(),
+            password: None,
+            bfd_profile: None,
+            graceful_restart: false,
+            ebgp_multi_hop: false,
+            vrf: None,
+            disable_mp: false,
+            dual_stack_address_family: false,
+        }
+    }
+
+    /// The TCP port (179 by default).
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// The hold time to propose (the keepalive interval follows at a third of it).
+    pub fn with_hold_time(mut self, hold: Duration) -> Self {
+        self.hold_time = Some(hold);
+        self
+    }
+
+    /// A TCP MD5 password (RFC 2385; at most 80 octets, the kernel's limit).
+    pub fn with_password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(Password::Inline(password.into()));
+        self
+    }
+
+    /// Connect from this local address.
+    pub fn with_source_address(mut self, source: IpAddr) -> Self {
+        self.source_address = Some(source);
+        self
+    }
+
+    /// Multi-hop eBGP (TTL 255 instead of 1).
+    pub fn with_ebgp_multi_hop(mut self) -> Self {
+        self.ebgp_multi_hop = true;
+        self
+    }
+
+    /// Graceful restart as a restarting speaker (RFC 4724).
+    pub fn with_graceful_restart(mut self) -> Self {
+        self.graceful_restart = true;
+        self
+    }
+}
+
 /// A `BFDProfile`, with MetalLB's defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BfdProfile {
