@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{check, controller, explain, manifests, run, speaker};
+use crate::{check, controller, demo, explain, manifests, run, speaker};
 
 /// `lb`.
 #[derive(Debug, Parser)]
@@ -23,6 +23,9 @@ pub enum Command {
     /// Load and validate MetalLB configuration files, allocate addresses to the LoadBalancer
     /// Services in them, and print the result.
     Check(check::Args),
+    /// L2 and BGP mode at work in namespaces of its own (root): two nodes, a client, a BIRD
+    /// router, a node killed; everything removed at the end.
+    Demo(demo::Args),
     /// Why a Service has (or has not) an address, and who announces it: pools,
     /// advertisements, nodes, the L2 owner and the BGP peers, each with its reason.
     Explain(explain::Args),

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cluster;
 pub mod controller;
 pub mod crds;
+pub mod demo;
 pub mod explain;
 pub mod group;
 pub mod host;

@@ -42,6 +42,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
         },
+        Command::Demo(args) => {
+            lb_bin::telemetry::init("warn", log);
+            match lb_bin::demo::run_demo(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
         Command::Explain(args) => {
             lb_bin::telemetry::init("warn", log);
             let result = match &args.kubeconfig {
