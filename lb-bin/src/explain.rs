@@ -110,6 +110,9 @@ pub struct Explanation {
     pub pools: Vec<Verdict>,
     /// Per address: who announces it.
     pub announce: Vec<AddressView>,
+    /// What the speakers report they do now (from a cluster: ServiceL2Status and
+    /// ServiceBGPStatus), to compare with what the configuration says.
+    pub reported: Vec<String>,
 }
 
 /// A node, and why it cannot serve this Service at all, if it cannot.
@@ -374,6 +377,12 @@ impl Explanation {
             writeln!(out, "  note: {n}")?;
         }
         section(out, "Pools", &self.pools)?;
+        if !self.reported.is_empty() {
+            writeln!(out, "Reported by the speakers:")?;
+            for r in &self.reported {
+                writeln!(out, "  {r}")?;
+            }
+        }
         for a in &self.announce {
             writeln!(out, "\nAddress {} (pool {})", a.ip, a.pool)?;
             section(out, "  L2Advertisements", &a.l2_advertisements)?;
@@ -434,6 +443,7 @@ pub async fn explain_cluster(args: &Args, kubeconfig: &std::path::Path) -> Resul
     watches.push(stores.watch(Api::all(client.clone()), Update::Node));
     watches.push(stores.watch(Api::all(client.clone()), Update::Slice));
     watches.push(stores.watch(Api::namespaced(client.clone(), ns), Update::L2Status));
+    watches.push(stores.watch(Api::namespaced(client.clone(), ns), Update::BgpStatus));
     watches.push(stores.watch(Api::namespaced(client.clone(), ns), Update::Lease));
     let mut updates = futures::stream::select_all(watches);
     let read = tokio::time::timeout(std::time::Duration::from_secs(30), async {
@@ -466,18 +476,27 @@ pub async fn explain_cluster(args: &Args, kubeconfig: &std::path::Path) -> Resul
         .iter()
         .filter_map(|ip| ip.parse().ok())
         .collect();
+    let ours = |ns: &Option<String>, name: &Option<String>| {
+        ns.as_deref() == Some(svc_ns.as_str()) && name.as_deref() == Some(svc_name.as_str())
+    };
+    let mut reported = Vec::new();
     for st in stores.l2_statuses.items.values() {
         let Some(s) = &st.status else { continue };
-        if s.service_namespace.as_deref() == Some(svc_ns.as_str())
-            && s.service_name.as_deref() == Some(svc_name.as_str())
-        {
-            if let Some(node) = &s.node {
-                for ip in &status_ips {
-                    owners.insert(*ip, node.clone());
-                }
+        if let (true, Some(node)) = (ours(&s.service_namespace, &s.service_name), &s.node) {
+            reported.push(format!("{node} answers ARP/NDP for it (ServiceL2Status)"));
+            for ip in &status_ips {
+                owners.insert(*ip, node.clone());
             }
         }
     }
+    for st in stores.bgp_statuses.items.values() {
+        let Some(s) = &st.status else { continue };
+        if ours(&s.service_namespace, &s.service_name) {
+            let node = s.node.as_deref().unwrap_or("?");
+            reported.push(format!("{node} announces it over BGP to {} (ServiceBGPStatus)", s.peers.join(", ")));
+        }
+    }
+    reported.sort();
     let local =
         k8s_svc.and_then(|s| s.spec.as_ref()).and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
     let mut ready_endpoints: std::collections::BTreeSet<String> = Default::default();
@@ -526,5 +545,15 @@ pub async fn explain_cluster(args: &Args, kubeconfig: &std::path::Path) -> Resul
             NodeInfo { node: plan::Node::new(name, labels), unfit }
         })
         .collect();
-    build(&validated.config, &services, &svc_ns, &svc_name, args.lb_class.as_deref(), |_| nodes_for(&nodes), &owners)
+    let mut out = build(
+        &validated.config,
+        &services,
+        &svc_ns,
+        &svc_name,
+        args.lb_class.as_deref(),
+        |_| nodes_for(&nodes),
+        &owners,
+    )?;
+    out.reported = reported;
+    Ok(out)
 }

@@ -206,4 +206,5 @@ fn from_a_cluster_it_reads_owners_speakers_and_readiness_from_the_api() {
     assert_eq!(verdict(&a["l2_nodes"], "n1")["ok"], true);
     assert!(verdict(&a["l2_nodes"], "n2")["why"].as_str().unwrap().contains("no speaker"), "{a}");
     assert!(verdict(&a["l2_nodes"], "n3")["why"].as_str().unwrap().contains("not Ready"), "{a}");
+    assert_eq!(e["reported"], json!(["n1 answers ARP/NDP for it (ServiceL2Status)"]));
 }
