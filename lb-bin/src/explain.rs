@@ -32,7 +32,8 @@ use serde::Serialize;
 use crate::check::Format;
 use crate::{Error, Result};
 
-const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+use crate::run::{host_name, parse_labels};
+use crate::speaker::EXCLUDE_LABEL;
 
 /// Arguments of `lb explain`.
 #[derive(Debug, clap::Args)]
@@ -131,16 +132,6 @@ fn file_unfit(labels: &Labels, ready: Option<bool>) -> Option<String> {
     }
 }
 
-fn parse_labels(s: &str) -> Result<Labels> {
-    let mut labels = Labels::new();
-    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) =
-            pair.split_once('=').ok_or_else(|| Error::Invalid(format!("--node-labels: {pair:?} is not key=value")))?;
-        labels.insert(k.trim().to_string(), v.trim().to_string());
-    }
-    Ok(labels)
-}
-
 fn split_key(s: &str) -> (String, String) {
     match s.split_once('/') {
         Some((ns, name)) => (ns.to_string(), name.to_string()),
@@ -153,9 +144,7 @@ pub fn explain(args: &Args) -> Result<Explanation> {
     let (ns, name) = split_key(&args.service);
     let mut res = config::load_paths(&args.config);
     let nodes: Vec<NodeInfo> = if res.nodes.is_empty() {
-        let host = args.node.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
-        });
+        let host = args.node.clone().unwrap_or_else(host_name);
         let labels = parse_labels(&args.node_labels)?;
         vec![NodeInfo { unfit: file_unfit(&labels, None), node: plan::Node::new(host, labels) }]
     } else {
@@ -175,22 +164,18 @@ pub fn explain(args: &Args) -> Result<Explanation> {
     };
     let validated = config::validate(&res).map_err(Error::Config)?;
     let services = service::load_balancer_services(&mut res).map_err(Error::Config)?;
-    build(&validated.config, &services, &ns, &name, args.lb_class.as_deref(), |_| nodes_for(&nodes), &BTreeMap::new())
+    build(&validated.config, &services, &ns, &name, args.lb_class.as_deref(), &nodes, &BTreeMap::new())
 }
 
-fn nodes_for(nodes: &[NodeInfo]) -> Vec<NodeInfo> {
-    nodes.iter().map(|n| NodeInfo { node: n.node.clone(), unfit: n.unfit.clone() }).collect()
-}
-
-/// The explanation for `ns/name` among `services`: `nodes_of` gives the nodes with their
-/// fitness for a Service; `owners` the current L2 owner of an address, when known.
+/// The explanation for `ns/name` among `services`: `nodes` with their fitness for this
+/// Service; `owners` the current L2 owner of an address, when known.
 fn build(
     config: &Config,
     services: &[service::Service],
     ns: &str,
     name: &str,
     class: Option<&str>,
-    nodes_of: impl Fn(&service::Service) -> Vec<NodeInfo>,
+    nodes: &[NodeInfo],
     owners: &BTreeMap<IpAddr, String>,
 ) -> Result<Explanation> {
     let key = format!("{ns}/{name}");
@@ -222,9 +207,8 @@ fn build(
     out.note = o.note.clone();
     out.pools = pool_verdicts(config, svc, &o.pools);
     let request = svc.restore_request();
-    let nodes = nodes_of(svc);
     for (ip, pool) in o.ips.iter().zip(&o.pools) {
-        out.announce.push(announce(config, &nodes, &request.labels, *ip, pool, owners.get(ip)));
+        out.announce.push(announce(config, nodes, &request.labels, *ip, pool, owners.get(ip)));
     }
     Ok(out)
 }
@@ -545,15 +529,7 @@ pub async fn explain_cluster(args: &Args, kubeconfig: &std::path::Path) -> Resul
             NodeInfo { node: plan::Node::new(name, labels), unfit }
         })
         .collect();
-    let mut out = build(
-        &validated.config,
-        &services,
-        &svc_ns,
-        &svc_name,
-        args.lb_class.as_deref(),
-        |_| nodes_for(&nodes),
-        &owners,
-    )?;
+    let mut out = build(&validated.config, &services, &svc_ns, &svc_name, args.lb_class.as_deref(), &nodes, &owners)?;
     out.reported = reported;
     Ok(out)
 }

@@ -278,6 +278,9 @@ struct Link {
     name: Option<String>,
     ok: bool,
     warned: bool,
+    /// When the address was last looked for with `ip` (at most once a second while the
+    /// link is down: this runs every tick).
+    searched: Option<Instant>,
 }
 
 impl Link {
@@ -300,8 +303,10 @@ impl Link {
     fn check(&mut self) -> Option<bool> {
         let ok = match self.name.as_deref().filter(|n| Self::up(n)) {
             Some(_) => true,
+            None if self.searched.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) => false,
             None => {
                 // Down, or the interface was renamed or recreated: find the address again.
+                self.searched = Some(Instant::now());
                 self.name = Self::find(self.ip);
                 self.name.as_deref().is_some_and(Self::up)
             }
@@ -357,7 +362,7 @@ impl Runtime {
             membership::MembershipError::Bind(s.addr, std::io::Error::other("membership inbox already taken"))
         })?;
         let alive = membership.watch();
-        let mut link = Link { ip: s.addr.ip(), name: None, ok: false, warned: false };
+        let mut link = Link { ip: s.addr.ip(), name: None, ok: false, warned: false, searched: None };
         link.check();
         let now = Instant::now();
         let mut tick = tokio::time::interval(TICK);

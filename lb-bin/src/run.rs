@@ -142,7 +142,8 @@ impl L2Flags {
     }
 }
 
-fn parse_labels(s: &str) -> Result<Labels> {
+/// `--node-labels` (k=v,k2=v2) as labels.
+pub(crate) fn parse_labels(s: &str) -> Result<Labels> {
     let mut labels = Labels::new();
     for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (k, v) =
@@ -152,7 +153,8 @@ fn parse_labels(s: &str) -> Result<Labels> {
     Ok(labels)
 }
 
-fn host_name() -> String {
+/// This host's name (the default node name).
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())

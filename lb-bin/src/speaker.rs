@@ -92,7 +92,8 @@ pub struct Args {
 /// An instant: seconds and nanoseconds since the Unix epoch.
 type Stamp = (i64, u32);
 
-const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+/// The label that takes a node out of every load balancer (Kubernetes's own).
+pub(crate) const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 const LEASE_PREFIX: &str = "lb-speaker-";
 const MANAGER: &str = "lb-speaker";
 
