@@ -92,10 +92,17 @@ pub struct Args {
 /// An instant: seconds and nanoseconds since the Unix epoch.
 type Stamp = (i64, u32);
 
+/// A claim's age: the API server's creation second, then the node's own stamp.
+type ClaimAge = (i64, Stamp);
+
 /// The label that takes a node out of every load balancer (Kubernetes's own).
 pub(crate) const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 const LEASE_PREFIX: &str = "lb-speaker-";
 const MANAGER: &str = "lb-speaker";
+/// The annotation on a ServiceL2Status that says when its node began answering, by the
+/// node's clock, to the nanosecond: creation times are whole seconds, and two claims made in
+/// one second (a split right after a take-over) must still be told apart.
+const CLAIMED_AT: &str = "lb/claimed-at";
 
 /// A Service as the planner sees it.
 struct Svc {
@@ -135,6 +142,9 @@ struct Speaker {
     /// When its own Lease was seen renewed again after a freeze.
     regained: Option<Instant>,
     joined: BTreeMap<String, Instant>,
+    /// When this node began answering for each Service it announces in L2 mode (RFC 3339,
+    /// written as the `CLAIMED_AT` annotation of its status object).
+    claims: BTreeMap<(String, String), String>,
     config: LastGood,
     l2: Option<L2Announcer>,
     bgp: BgpAnnouncer,
@@ -361,7 +371,9 @@ impl Speaker {
                 Some((node.to_string(), lbcore::service::parse_rfc3339(&at)?))
             })
             .collect();
-        let mut current: BTreeMap<IpAddr, Vec<(Stamp, &str)>> = BTreeMap::new();
+        // A claim's age: the API server's creation second, then the node's own stamp within
+        // it (so that clock skew between nodes can only reorder claims made in one second).
+        let mut current: BTreeMap<IpAddr, Vec<(ClaimAge, &str)>> = BTreeMap::new();
         for st in self.stores.l2_statuses.items.values() {
             let Some(s) = &st.status else { continue };
             let (Some(ns), Some(name), Some(node)) = (&s.service_namespace, &s.service_name, &s.node) else { continue };
@@ -376,9 +388,16 @@ impl Speaker {
             if start.is_some_and(|s| since.0 < s.0) {
                 continue;
             }
+            let stamp = st
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(CLAIMED_AT))
+                .and_then(|t| lbcore::service::parse_rfc3339(t))
+                .unwrap_or_default();
             if let Some(svc) = services.iter().find(|v| v.key.0 == *ns && v.key.1 == *name) {
                 for (ip, _) in &svc.assigned.ips {
-                    current.entry(*ip).or_default().push((since, node.as_str()));
+                    current.entry(*ip).or_default().push(((since.0, stamp), node.as_str()));
                 }
             }
         }
@@ -476,6 +495,7 @@ impl Speaker {
                 Some(_) => {}
                 None => {
                     tracing::info!(service = %format!("{}/{}", k.0, k.1), "announcing in L2 mode from this node");
+                    self.claims.insert(k.clone(), Timestamp::now().to_string());
                     self.node_assigned(k, "layer2").await;
                 }
             }
@@ -497,6 +517,7 @@ impl Speaker {
         }
         let gone_l2: Vec<_> = self.announced.l2.keys().filter(|k| !now.l2.contains_key(*k)).cloned().collect();
         for k in gone_l2 {
+            self.claims.remove(&k);
             self.delete_status::<crds::ServiceL2Status>(&status_name("l2", &k, &me)).await;
         }
         let gone_bgp: Vec<_> = self.announced.bgp.keys().filter(|k| !now.bgp.contains_key(*k)).cloned().collect();
@@ -588,13 +609,16 @@ impl Speaker {
     {
         let api: Api<K> = Api::namespaced(self.client.clone(), &self.args.namespace);
         let name = status_name(kind, k, &self.args.node_name);
-        let obj = json!({
+        let mut obj = json!({
             "apiVersion": K::api_version(&()), "kind": K::kind(&()),
             "metadata": {"name": name, "labels": {
                 "metallb.io/node": self.args.node_name, "metallb.io/service-name": k.1,
                 "metallb.io/service-namespace": k.0}},
             "spec": {},
         });
+        if let Some(at) = self.claims.get(k).filter(|_| kind == "l2") {
+            obj["metadata"]["annotations"] = json!({ CLAIMED_AT: at });
+        }
         let pp = PatchParams::apply(MANAGER).force();
         let result = match api.patch(&name, &pp, &Patch::Apply(&obj)).await {
             Ok(_) => api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": status}))).await,
@@ -714,6 +738,7 @@ pub async fn run(args: Args) -> Result<()> {
         regained: None,
         started: lbcore::service::parse_rfc3339(&Timestamp::now().to_string()).unwrap_or_default(),
         joined: BTreeMap::new(),
+        claims: BTreeMap::new(),
         config: LastGood::default(),
         l2,
         bgp,

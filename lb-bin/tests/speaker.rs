@@ -406,7 +406,13 @@ fn a_split_between_live_speakers_settles_on_one_owner() {
     // At most one renew interval of doubt, then one owner again: the one there was.
     std::thread::sleep(Duration::from_secs(3));
     let settled = eventually(Duration::from_secs(10), || p.owner().as_deref() == Some(first.as_str()));
-    assert!(settled, "owners: {:#?}", p.c.list("metallb.io", "servicel2statuses", NS));
+    assert!(
+        settled,
+        "owners: {:#?}\nn1:\n{}\nn2:\n{}",
+        p.c.list("metallb.io", "servicel2statuses", NS),
+        p.speakers[0].stderr(),
+        p.speakers[1].stderr()
+    );
     let o = p.cli.exec("arping", &["-r", "-c", "3", "-w", "3", "-i", "eth0", "10.79.0.100"]);
     let macs: BTreeSet<String> =
         String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().to_lowercase()).filter(|l| !l.is_empty()).collect();
