@@ -115,6 +115,26 @@ impl L2Announcer {
         Ok(L2Announcer { inner, manager: Mutex::new(Some(handle)) })
     }
 
+    /// The addresses of `desired` that no interface of this host can answer for now: the
+    /// interfaces their L2Advertisement names do not exist, are down or have no MAC, or
+    /// (with no names) no interface is eligible. What to tell the user when nothing answers.
+    ///
+    /// ```no_run
+    /// # use announcer_l2::{L2Announcer, L2Settings};
+    /// # use lbcore::announcer::Desired;
+    /// # fn f(l2: &L2Announcer, desired: &Desired) {
+    /// for ip in l2.unanswerable(desired) {
+    ///     eprintln!("no interface here can answer for {ip}");
+    /// }
+    /// # }
+    /// ```
+    pub fn unanswerable(&self, desired: &Desired) -> BTreeSet<IpAddr> {
+        let snapshot: Vec<interfaces::Iface> = pnet_datalink::interfaces().iter().map(interfaces::Iface::of).collect();
+        let targets = interfaces::targets(&desired.l2, &snapshot, &self.inner.settings.exclude);
+        let answered: BTreeSet<IpAddr> = targets.into_values().flatten().collect();
+        desired.l2.keys().filter(|ip| !answered.contains(ip)).copied().collect()
+    }
+
     /// Frames counted per address since start (for metrics).
     pub fn counters(&self) -> BTreeMap<IpAddr, L2Counts> {
         self.inner.counters.lock().map(|c| c.clone()).unwrap_or_default()

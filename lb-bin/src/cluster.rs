@@ -277,14 +277,25 @@ pub struct LastGood {
     pub config: Option<Config>,
     /// The errors last reported (reported again only when they change).
     reported: Vec<String>,
+    /// Where to say whether the configuration is loaded and whether it is stale.
+    metrics: Option<crate::metrics::ConfigMetrics>,
 }
 
 impl LastGood {
+    /// With `metrics` kept up to date on every update.
+    pub fn with_metrics(metrics: crate::metrics::ConfigMetrics) -> Self {
+        LastGood { metrics: Some(metrics), ..Default::default() }
+    }
+
     /// Validates `res`: a valid configuration replaces the one in force; an invalid one is
     /// logged, once per distinct set of errors, and its errors are returned for the caller to
     /// report elsewhere too (None when there is nothing new to report).
     pub fn update(&mut self, res: &Resources) -> Option<Vec<Diagnostic>> {
-        match config::validate(res) {
+        let result = config::validate(res);
+        if let Some(m) = &self.metrics {
+            m.set(result.is_ok() || self.config.is_some(), result.is_err());
+        }
+        match result {
             Ok(v) => {
                 if !self.reported.is_empty() {
                     tracing::info!("the configuration is valid again");

@@ -371,7 +371,7 @@ pub async fn run(args: Args) -> Result<()> {
         recorder,
         stores,
         metrics,
-        config: LastGood::default(),
+        config: LastGood::with_metrics(crate::metrics::ConfigMetrics::new(&registry)),
         reported_failures: BTreeMap::new(),
     };
     tracing::info!(%identity, namespace = %ns, "controller started; waiting for the lease and the initial lists");

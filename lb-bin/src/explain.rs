@@ -33,7 +33,7 @@ use crate::check::Format;
 use crate::{Error, Result};
 
 use crate::run::{host_name, parse_labels};
-use crate::speaker::EXCLUDE_LABEL;
+use crate::speaker::{node_unfit, serving, unfit_reason, Serving};
 
 /// Arguments of `lb explain`.
 #[derive(Debug, clap::Args)]
@@ -62,6 +62,9 @@ pub struct Args {
     /// Serve only services of this spec.loadBalancerClass (default: services without one).
     #[arg(long, env = "LB_LB_CLASS")]
     pub lb_class: Option<String>,
+    /// As the speakers' flag: nodes labelled exclude-from-external-load-balancers count too.
+    #[arg(long = "ignore-exclude-lb", env = "LB_IGNORE_EXCLUDE_LB")]
+    pub ignore_exclude_lb: bool,
 }
 
 /// A verdict with its reason.
@@ -90,6 +93,8 @@ pub struct AddressView {
     pub l2_owner: Option<String>,
     /// BGPAdvertisements, and whether each covers the address.
     pub bgp_advertisements: Vec<Verdict>,
+    /// Nodes, and whether each announces a route for it (to which peers, or why to none).
+    pub bgp_nodes: Vec<Verdict>,
     /// Peers that get a route for it: "peer from node: prefix (attributes)".
     pub bgp_routes: Vec<String>,
 }
@@ -114,22 +119,14 @@ pub struct Explanation {
     /// What the speakers report they do now (from a cluster: ServiceL2Status and
     /// ServiceBGPStatus), to compare with what the configuration says.
     pub reported: Vec<String>,
+    /// lb's Events on the Service (from a cluster), oldest first: "TYPE REASON (FROM): NOTE".
+    pub events: Vec<String>,
 }
 
 /// A node, and why it cannot serve this Service at all, if it cannot.
 struct NodeInfo {
     node: plan::Node,
     unfit: Option<String>,
-}
-
-fn file_unfit(labels: &Labels, ready: Option<bool>) -> Option<String> {
-    if labels.contains_key(EXCLUDE_LABEL) {
-        Some(format!("labelled {EXCLUDE_LABEL}"))
-    } else if ready == Some(false) {
-        Some("not Ready".to_string())
-    } else {
-        None
-    }
 }
 
 fn split_key(s: &str) -> (String, String) {
@@ -139,6 +136,13 @@ fn split_key(s: &str) -> (String, String) {
     }
 }
 
+/// An invalid configuration: every problem, then what keeps running meanwhile.
+fn invalid(problems: Vec<config::Diagnostic>, meanwhile: &str) -> Error {
+    let mut lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    lines.push(format!("the configuration is invalid ({} problem(s)): {meanwhile}", problems.len()));
+    Error::Invalid(lines.join("\n"))
+}
+
 /// Works out the explanation from files.
 pub fn explain(args: &Args) -> Result<Explanation> {
     let (ns, name) = split_key(&args.service);
@@ -146,23 +150,28 @@ pub fn explain(args: &Args) -> Result<Explanation> {
     let nodes: Vec<NodeInfo> = if res.nodes.is_empty() {
         let host = args.node.clone().unwrap_or_else(host_name);
         let labels = parse_labels(&args.node_labels)?;
-        vec![NodeInfo { unfit: file_unfit(&labels, None), node: plan::Node::new(host, labels) }]
+        let unfit = unfit_reason(&labels, args.ignore_exclude_lb, None, Some("True"));
+        vec![NodeInfo { unfit, node: plan::Node::new(host, labels) }]
     } else {
         res.nodes
             .iter()
             .map(|n| {
-                let ready = n.object.status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.status == "True");
+                let cond =
+                    |t: &str| n.object.status.conditions.iter().find(|c| c.type_ == t).map(|c| c.status.as_str());
+                // A file's node without a Ready condition counts as ready (standalone hosts
+                // seldom say).
+                let ready = Some(cond("Ready").unwrap_or("True"));
+                let labels = &n.object.metadata.labels;
                 NodeInfo {
-                    node: plan::Node::new(
-                        n.object.metadata.name.clone().unwrap_or_default(),
-                        n.object.metadata.labels.clone(),
-                    ),
-                    unfit: file_unfit(&n.object.metadata.labels, ready),
+                    node: plan::Node::new(n.object.metadata.name.clone().unwrap_or_default(), labels.clone()),
+                    unfit: unfit_reason(labels, args.ignore_exclude_lb, cond("NetworkUnavailable"), ready),
                 }
             })
             .collect()
     };
-    let validated = config::validate(&res).map_err(Error::Config)?;
+    let validated = config::validate(&res).map_err(|d| {
+        invalid(d, "`lb run` keeps serving its last valid configuration when a reload is invalid; at start it refuses")
+    })?;
     let services = service::load_balancer_services(&mut res).map_err(Error::Config)?;
     build(&validated.config, &services, &ns, &name, args.lb_class.as_deref(), &nodes, &BTreeMap::new())
 }
@@ -229,8 +238,10 @@ fn pool_verdicts(config: &Config, svc: &service::Service, used: &[String]) -> Ve
                 (false, "autoAssign is false, and the Service does not ask for it by name or address".to_string())
             } else if p.allocation.as_ref().is_some_and(|a| !a.admits(&svc.key.namespace, &r.namespace_labels, &r.labels)) {
                 (false, "its serviceAllocation (namespaces, namespaceSelectors, serviceSelectors) does not admit the Service".to_string())
+            } else if used.is_empty() {
+                (false, "it admits the Service, but the allocator found no address for it here (the reason is above)".to_string())
             } else {
-                (false, "usable, but another pool came first (priority, then name) or it had no free address of the family".to_string())
+                (false, "it admits the Service, but another pool came first (priority, then name), or it had no free address of the family".to_string())
             };
             Verdict { name: p.name.clone(), ok, why }
         })
@@ -314,8 +325,36 @@ fn announce(
         v.bgp_advertisements.push(Verdict { name: adv.name.clone(), ok, why });
     }
     let assigned = [plan::Assigned { labels: labels.clone(), ips: vec![(ip, pool_name.into())] }];
-    for n in nodes.iter().filter(|n| n.unfit.is_none()) {
-        for (peer, session) in plan::bgp(config, &n.node, &assigned) {
+    let covering: Vec<_> = config
+        .bgp_advertisements
+        .iter()
+        .filter(|a| a.pools.selects(pool) && any_matches(&a.service_selectors, labels))
+        .collect();
+    for n in nodes {
+        let name = n.node.name.clone();
+        if let Some(unfit) = &n.unfit {
+            v.bgp_nodes.push(Verdict { name, ok: false, why: unfit.clone() });
+            continue;
+        }
+        let sessions = plan::bgp(config, &n.node, &assigned);
+        let to: Vec<&str> = sessions
+            .iter()
+            .filter(|(_, s)| s.routes.keys().any(|net| net.contains(&ip)))
+            .map(|(p, _)| p.as_str())
+            .collect();
+        let (ok, why) = if !to.is_empty() {
+            (true, format!("announces it to {}", to.join(", ")))
+        } else if covering.is_empty() {
+            (false, "no BGPAdvertisement covers the address".to_string())
+        } else if !covering.iter().any(|a| any_matches(&a.node_selectors, &n.node.labels)) {
+            (false, "no BGPAdvertisement that covers the address selects it (nodeSelectors)".to_string())
+        } else if !config.peers.iter().any(|p| any_matches(&p.node_selectors, &n.node.labels)) {
+            (false, "no BGPPeer peers from it (the peers' nodeSelectors)".to_string())
+        } else {
+            (false, "the advertisements' peers lists name none of the peers it has".to_string())
+        };
+        v.bgp_nodes.push(Verdict { name, ok, why });
+        for (peer, session) in sessions {
             for (net, attrs) in &session.routes {
                 if !net.contains(&ip) {
                     continue;
@@ -367,6 +406,12 @@ impl Explanation {
                 writeln!(out, "  {r}")?;
             }
         }
+        if !self.events.is_empty() {
+            writeln!(out, "Events from lb (oldest first):")?;
+            for e in &self.events {
+                writeln!(out, "  {e}")?;
+            }
+        }
         for a in &self.announce {
             writeln!(out, "\nAddress {} (pool {})", a.ip, a.pool)?;
             section(out, "  L2Advertisements", &a.l2_advertisements)?;
@@ -379,6 +424,9 @@ impl Explanation {
                 None => writeln!(out, "  answers ARP/NDP: nobody")?,
             }
             section(out, "  BGPAdvertisements", &a.bgp_advertisements)?;
+            if !bgp_plays_no_part(a) {
+                section(out, "  Nodes (BGP)", &a.bgp_nodes)?;
+            }
             if a.bgp_routes.is_empty() {
                 writeln!(out, "  BGP: announced to no peer")?;
             } else {
@@ -390,6 +438,12 @@ impl Explanation {
         }
         Ok(())
     }
+}
+
+/// Whether BGP plays no part at all for the address (no advertisement covers it), in
+/// which case the per-node BGP lines would only repeat that.
+fn bgp_plays_no_part(a: &AddressView) -> bool {
+    !a.bgp_advertisements.iter().any(|v| v.ok) && a.bgp_routes.is_empty()
 }
 
 fn section(out: &mut impl Write, title: &str, items: &[Verdict]) -> Result<()> {
@@ -405,6 +459,43 @@ fn section(out: &mut impl Write, title: &str, items: &[Verdict]) -> Result<()> {
         writeln!(out, "{indent}{mark}  {:<width$}  {}", v.name, v.why)?;
     }
     Ok(())
+}
+
+/// The last 20 Events lb's controller and speakers published about Service `ns/name`, oldest
+/// first (none when they cannot be read).
+async fn service_events(client: &kube::Client, ns: &str, name: &str) -> Vec<String> {
+    use k8s_openapi::api::events::v1::Event;
+    let api: kube::Api<Event> = kube::Api::namespaced(client.clone(), ns);
+    let Ok(list) = api.list(&Default::default()).await else { return Vec::new() };
+    let mut events: Vec<(String, String)> = list
+        .items
+        .into_iter()
+        .filter(|e| {
+            let r = e.regarding.as_ref();
+            r.and_then(|r| r.kind.as_deref()) == Some("Service")
+                && r.and_then(|r| r.name.as_deref()) == Some(name)
+                && e.reporting_controller.as_deref().is_some_and(|c| c.starts_with("lb-"))
+        })
+        .map(|e| {
+            let at = e
+                .event_time
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()))
+                .unwrap_or_default();
+            let from = e.reporting_instance.as_deref().or(e.reporting_controller.as_deref()).unwrap_or("?");
+            let line = format!(
+                "{} {} ({from}): {}",
+                e.type_.as_deref().unwrap_or("Normal"),
+                e.reason.as_deref().unwrap_or("?"),
+                e.note.as_deref().unwrap_or("")
+            );
+            (at, line)
+        })
+        .collect();
+    events.sort();
+    let skip = events.len().saturating_sub(20);
+    events.into_iter().skip(skip).map(|(_, l)| l).collect()
 }
 
 /// Works out the explanation from a live cluster, read once as the speakers see it.
@@ -444,7 +535,14 @@ pub async fn explain_cluster(args: &Args, kubeconfig: &std::path::Path) -> Resul
     drop(updates);
 
     let mut res = stores.resources();
-    let validated = config::validate(&res).map_err(Error::Config)?;
+    let validated = config::validate(&res).map_err(|d| {
+        invalid(
+            d,
+            "the controller and the speakers keep running the last valid configuration until it is fixed \
+             (their logs say so, and metallb_k8s_client_config_stale_bool is 1); what they do now cannot be \
+             worked out from this one",
+        )
+    })?;
     let services = service::load_balancer_services(&mut res).map_err(Error::Config)?;
     let (svc_ns, svc_name) = split_key(&args.service);
 
@@ -483,18 +581,8 @@ pub async fn explain_cluster(args: &Args, kubeconfig: &std::path::Path) -> Resul
     reported.sort();
     let local =
         k8s_svc.and_then(|s| s.spec.as_ref()).and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
-    let mut ready_endpoints: std::collections::BTreeSet<String> = Default::default();
-    for slice in stores.slices.items.values() {
-        let owner = slice.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name"));
-        if slice.metadata.namespace.as_deref() != Some(svc_ns.as_str()) || owner != Some(&svc_name) {
-            continue;
-        }
-        for ep in &slice.endpoints {
-            if let (true, Some(n)) = (ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true), &ep.node_name) {
-                ready_endpoints.insert(n.clone());
-            }
-        }
-    }
+    let Serving { any: any_endpoint, nodes: ready_endpoints } =
+        serving(stores.slices.items.values(), &svc_ns, &svc_name);
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     let nodes: Vec<NodeInfo> = stores
         .nodes
@@ -503,33 +591,30 @@ pub async fn explain_cluster(args: &Args, kubeconfig: &std::path::Path) -> Resul
         .map(|n| {
             let name = n.metadata.name.clone().unwrap_or_default();
             let labels: Labels = n.metadata.labels.clone().unwrap_or_default();
-            let ready = n
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-                .map(|c| c.status == "True");
             let lease = stores
                 .leases
                 .items
                 .values()
                 .find(|l| l.metadata.name.as_deref() == Some(&format!("lb-speaker-{name}")));
             let renewed = lease.and_then(|l| l.spec.as_ref()?.renew_time.as_ref().map(|t| now - t.0.as_second()));
-            let mut unfit = file_unfit(&labels, ready.or(Some(false)));
-            if unfit.is_none() {
-                unfit = match renewed {
-                    None => Some("no speaker runs there (no Lease lb-speaker-NODE)".to_string()),
-                    Some(age) if age > 10 => Some(format!("its speaker's Lease was last renewed {age} s ago")),
-                    Some(_) if local && !ready_endpoints.contains(&name) => {
-                        Some("externalTrafficPolicy: Local, and no ready endpoint of the Service there".to_string())
-                    }
-                    Some(_) => None,
-                };
-            }
+            let unfit = node_unfit(n, args.ignore_exclude_lb).or_else(|| match renewed {
+                None => Some("no speaker runs there (no Lease lb-speaker-NODE)".to_string()),
+                Some(age) if age > 10 => Some(format!("its speaker's Lease was last renewed {age} s ago")),
+                // As MetalLB, a Service with no endpoint that can serve is announced nowhere.
+                Some(_) if !any_endpoint => {
+                    Some("no endpoint of the Service is ready or serving, on any node".to_string())
+                }
+                Some(_) if local && !ready_endpoints.contains(&name) => Some(
+                    "externalTrafficPolicy: Local, and no endpoint of the Service that is ready or serving there"
+                        .to_string(),
+                ),
+                Some(_) => None,
+            });
             NodeInfo { node: plan::Node::new(name, labels), unfit }
         })
         .collect();
     let mut out = build(&validated.config, &services, &svc_ns, &svc_name, args.lb_class.as_deref(), &nodes, &owners)?;
     out.reported = reported;
+    out.events = service_events(&client, &svc_ns, &svc_name).await;
     Ok(out)
 }

@@ -87,6 +87,37 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T
     c
 }
 
+/// Whether the configuration in force is the one in the cluster, with MetalLB's names:
+/// `metallb_k8s_client_config_loaded_bool` (1 once a valid configuration has loaded) and
+/// `metallb_k8s_client_config_stale_bool` (1 while the latest one is invalid and the last
+/// valid one is kept).
+#[derive(Clone)]
+pub struct ConfigMetrics {
+    loaded: prometheus::IntGauge,
+    stale: prometheus::IntGauge,
+}
+
+impl ConfigMetrics {
+    /// Registers them in `r`.
+    pub fn new(r: &Registry) -> Self {
+        let g = |n: &str, h: &str| register(r, prometheus::IntGauge::new(n, h).expect("valid"));
+        ConfigMetrics {
+            loaded: g("metallb_k8s_client_config_loaded_bool", "1 if a valid configuration has been loaded"),
+            stale: g(
+                "metallb_k8s_client_config_stale_bool",
+                "1 if the latest configuration is invalid and the last valid one is in force",
+            ),
+        }
+    }
+
+    /// After a validation: whether any valid configuration is loaded, and whether the latest
+    /// one was rejected.
+    pub fn set(&self, loaded: bool, stale: bool) {
+        self.loaded.set(i64::from(loaded));
+        self.stale.set(i64::from(stale));
+    }
+}
+
 /// The controller's metrics.
 pub struct ControllerMetrics {
     in_use: IntGaugeVec,

@@ -84,6 +84,10 @@ pub struct Args {
     /// UDP port of the membership, on every node's InternalIP.
     #[arg(long, env = "LB_MEMBERLIST_PORT", default_value_t = 7946)]
     pub memberlist_port: u16,
+    /// Announce from nodes labelled node.kubernetes.io/exclude-from-external-load-balancers
+    /// too (MetalLB's flag of the same name).
+    #[arg(long = "ignore-exclude-lb", env = "LB_IGNORE_EXCLUDE_LB")]
+    pub ignore_exclude_lb: bool,
     /// L2 settings.
     #[command(flatten)]
     pub l2: L2Flags,
@@ -145,6 +149,8 @@ struct Speaker {
     /// When this node began answering for each Service it announces in L2 mode (RFC 3339,
     /// written as the `CLAIMED_AT` annotation of its status object).
     claims: BTreeMap<(String, String), String>,
+    /// The addresses this node should answer for but has no interface for (reported once).
+    unanswerable: BTreeSet<IpAddr>,
     config: LastGood,
     l2: Option<L2Announcer>,
     bgp: BgpAnnouncer,
@@ -152,14 +158,67 @@ struct Speaker {
     metrics: SpeakerMetrics,
 }
 
-fn node_ready(n: &Node) -> bool {
-    let ready = n
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    let excluded = n.metadata.labels.as_ref().is_some_and(|l| l.contains_key(EXCLUDE_LABEL));
-    ready && !excluded
+/// Why no speaker may announce from node `n`, if none may: it is not Ready, the API says its
+/// network is unavailable (condition `NetworkUnavailable`), or it carries the exclusion label
+/// (unless `ignore_exclude`). The same rules as MetalLB's speaker, plus Ready.
+pub(crate) fn node_unfit(n: &Node, ignore_exclude: bool) -> Option<String> {
+    let conditions = n.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+    let condition = |t: &str| conditions.iter().find(|c| c.type_ == t).map(|c| c.status.as_str());
+    let labels = n.metadata.labels.clone().unwrap_or_default();
+    unfit_reason(&labels, ignore_exclude, condition("NetworkUnavailable"), condition("Ready"))
+}
+
+/// The rule of [`node_unfit`] on a node's labels and the status of its `NetworkUnavailable`
+/// and `Ready` conditions (None: the condition is absent).
+pub(crate) fn unfit_reason(
+    labels: &Labels,
+    ignore_exclude: bool,
+    network_unavailable: Option<&str>,
+    ready: Option<&str>,
+) -> Option<String> {
+    if !ignore_exclude && labels.contains_key(EXCLUDE_LABEL) {
+        Some(format!("labelled {EXCLUDE_LABEL} (the speakers' --ignore-exclude-lb overrides it)"))
+    } else if network_unavailable == Some("True") {
+        Some("the API reports NetworkUnavailable on it".to_string())
+    } else if ready != Some("True") {
+        Some(format!("not Ready (condition Ready is {})", ready.unwrap_or("absent")))
+    } else {
+        None
+    }
+}
+
+/// Where a Service's endpoints can serve: whether any can at all, and the nodes that hold one
+/// (as MetalLB counts them: `ready` unset or true, or `serving` true).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Serving {
+    /// Some endpoint can serve, wherever it runs.
+    pub any: bool,
+    /// The nodes with an endpoint that can serve.
+    pub nodes: BTreeSet<String>,
+}
+
+/// The endpoints of Service `ns/name` among `slices`.
+pub(crate) fn serving<'a>(
+    slices: impl IntoIterator<Item = &'a k8s_openapi::api::discovery::v1::EndpointSlice>,
+    ns: &str,
+    name: &str,
+) -> Serving {
+    let mut out = Serving::default();
+    for slice in slices {
+        let owner = slice.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name"));
+        if slice.metadata.namespace.as_deref() != Some(ns) || owner.map(String::as_str) != Some(name) {
+            continue;
+        }
+        for ep in &slice.endpoints {
+            let c = ep.conditions.as_ref();
+            let can = c.and_then(|c| c.ready).unwrap_or(true) || c.and_then(|c| c.serving).unwrap_or(false);
+            if can {
+                out.any = true;
+                out.nodes.extend(ep.node_name.clone());
+            }
+        }
+    }
+    out
 }
 
 fn status_name(kind: &str, svc: &(String, String), node: &str) -> String {
@@ -280,7 +339,7 @@ impl Speaker {
         self.seen.extend(alive.keys().cloned());
         for n in self.stores.nodes.items.values() {
             let Some(name) = n.metadata.name.clone() else { continue };
-            if alive.contains_key(&name) || !node_ready(n) {
+            if alive.contains_key(&name) || node_unfit(n, self.args.ignore_exclude_lb).is_some() {
                 continue;
             }
             let due = self.joined.get(&name).is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
@@ -312,20 +371,10 @@ impl Speaker {
             }
             let labels: Labels = svc.metadata.labels.clone().unwrap_or_default();
             let local = spec.external_traffic_policy.as_deref() == Some("Local");
-            let mut ready_nodes = BTreeSet::new();
-            if local {
-                for slice in self.stores.slices.items.values() {
-                    let owner = slice.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name"));
-                    if slice.metadata.namespace.as_deref() != Some(k.0.as_str()) || owner != Some(&k.1) {
-                        continue;
-                    }
-                    for ep in &slice.endpoints {
-                        let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-                        if let (true, Some(n)) = (ready, &ep.node_name) {
-                            ready_nodes.insert(n.clone());
-                        }
-                    }
-                }
+            // As MetalLB: a Service no endpoint can serve is announced nowhere.
+            let Serving { any, nodes: ready_nodes } = serving(self.stores.slices.items.values(), &k.0, &k.1);
+            if !any {
+                continue;
             }
             out.push(Svc { key: k, assigned: Assigned { labels, ips }, local, ready_nodes });
         }
@@ -344,7 +393,7 @@ impl Speaker {
         let mut me_alive = false;
         for n in self.stores.nodes.items.values() {
             let name = n.metadata.name.as_deref().unwrap_or_default();
-            if !node_ready(n) || !self.speaker_alive(name) {
+            if node_unfit(n, self.args.ignore_exclude_lb).is_some() || !self.speaker_alive(name) {
                 continue;
             }
             let node = plan::Node::new(name, n.metadata.labels.clone().unwrap_or_default());
@@ -454,6 +503,8 @@ impl Speaker {
         let (desired, announced) = self.plan(&config);
         if let Some(l2) = &self.l2 {
             l2.reconcile(&desired).await.map_err(Error::Announce)?;
+            let unanswerable = if desired.l2.is_empty() { BTreeSet::new() } else { l2.unanswerable(&desired) };
+            self.report_unanswerable(&desired, unanswerable).await;
         } else if !desired.l2.is_empty() {
             tracing::error!("this node should answer ARP/NDP but the L2 announcer could not start (CAP_NET_RAW?)");
         }
@@ -484,6 +535,46 @@ impl Speaker {
             self.collect_stale().await;
         }
         Ok(())
+    }
+
+    /// Says so, once (a log line and a Warning Event `announceFailed` on the Service, as
+    /// MetalLB does), when an address this node should answer for has no interface to be
+    /// answered on.
+    async fn report_unanswerable(&mut self, desired: &Desired, now: BTreeSet<IpAddr>) {
+        let new: Vec<IpAddr> = now.difference(&self.unanswerable).copied().collect();
+        for ip in new {
+            let named = desired
+                .l2
+                .get(&ip)
+                .map(|t| t.interfaces.iter().cloned().collect::<Vec<_>>().join(", "))
+                .unwrap_or_default();
+            let why = if named.is_empty() {
+                "no interface is eligible (up, with a MAC, not excluded by --l2-exclude-interfaces)".to_string()
+            } else {
+                format!("the L2Advertisement names {named}, and none of them exists here up and with a MAC")
+            };
+            let note = format!("no interface on node \"{}\" can answer ARP/NDP for {ip}: {why}", self.args.node_name);
+            tracing::warn!("{note}");
+            let svc = self
+                .stores
+                .services
+                .items
+                .values()
+                .find(|s| crate::controller::status_ips(s).iter().any(|i| i.parse::<IpAddr>().ok() == Some(ip)));
+            if let Some(svc) = svc {
+                let ev = Event {
+                    type_: EventType::Warning,
+                    reason: "announceFailed".into(),
+                    note: Some(note),
+                    action: "Announce".into(),
+                    secondary: None,
+                };
+                if let Err(e) = self.recorder.publish(&ev, &svc.object_ref(&())).await {
+                    tracing::debug!(error = %e, "cannot publish an event");
+                }
+            }
+        }
+        self.unanswerable = now;
     }
 
     /// Status objects and Events for what changed.
@@ -739,7 +830,8 @@ pub async fn run(args: Args) -> Result<()> {
         started: lbcore::service::parse_rfc3339(&Timestamp::now().to_string()).unwrap_or_default(),
         joined: BTreeMap::new(),
         claims: BTreeMap::new(),
-        config: LastGood::default(),
+        unanswerable: BTreeSet::new(),
+        config: LastGood::with_metrics(crate::metrics::ConfigMetrics::new(&registry)),
         l2,
         bgp,
         announced: Announced::default(),
@@ -804,4 +896,64 @@ pub async fn run(args: Args) -> Result<()> {
     let gone = Announced::default();
     me.report(&gone).await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
+
+    #[test]
+    fn a_node_is_unfit_when_excluded_network_unavailable_or_not_ready() {
+        let plain = Labels::new();
+        let excluded = Labels::from([(EXCLUDE_LABEL.to_string(), String::new())]);
+        assert_eq!(unfit_reason(&plain, false, Some("False"), Some("True")), None);
+        assert_eq!(unfit_reason(&plain, false, None, Some("True")), None);
+        assert!(unfit_reason(&excluded, false, None, Some("True")).is_some_and(|r| r.contains(EXCLUDE_LABEL)));
+        assert_eq!(unfit_reason(&excluded, true, None, Some("True")), None, "--ignore-exclude-lb");
+        assert!(
+            unfit_reason(&plain, false, Some("True"), Some("True")).is_some_and(|r| r.contains("NetworkUnavailable"))
+        );
+        assert!(unfit_reason(&plain, false, None, Some("Unknown")).is_some_and(|r| r.contains("not Ready")));
+        assert!(unfit_reason(&plain, false, None, None).is_some_and(|r| r.contains("absent")));
+    }
+
+    fn slice(ns: &str, svc: &str, eps: &[(Option<&str>, Option<bool>, Option<bool>)]) -> EndpointSlice {
+        EndpointSlice {
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                labels: Some(BTreeMap::from([("kubernetes.io/service-name".to_string(), svc.to_string())])),
+                ..Default::default()
+            },
+            address_type: "IPv4".into(),
+            endpoints: eps
+                .iter()
+                .map(|(node, ready, serving)| Endpoint {
+                    addresses: vec!["10.0.0.1".into()],
+                    node_name: node.map(str::to_string),
+                    conditions: Some(EndpointConditions { ready: *ready, serving: *serving, terminating: None }),
+                    ..Default::default()
+                })
+                .collect(),
+            ports: None,
+        }
+    }
+
+    #[test]
+    fn endpoints_serve_when_ready_or_unset_or_serving_and_only_their_service_counts() {
+        let slices = [
+            slice("web", "www", &[(Some("n1"), Some(false), Some(false)), (Some("n2"), None, None)]),
+            slice("web", "www", &[(Some("n3"), Some(false), Some(true)), (None, Some(true), None)]),
+            slice("web", "other", &[(Some("n4"), Some(true), None)]),
+            slice("db", "www", &[(Some("n5"), Some(true), None)]),
+        ];
+        let s = serving(&slices, "web", "www");
+        assert!(s.any);
+        assert_eq!(s.nodes, BTreeSet::from(["n2".to_string(), "n3".to_string()]));
+        let first = serving(&slices[..1], "web", "www");
+        assert_eq!(first.nodes, BTreeSet::from(["n2".to_string()]));
+        let down = [slice("web", "www", &[(Some("n1"), Some(false), Some(false))])];
+        assert_eq!(serving(&down, "web", "www"), Serving::default(), "nothing can serve");
+        assert_eq!(serving(&[], "web", "www"), Serving::default());
+    }
 }

@@ -123,6 +123,16 @@ fn a_restart_rewrites_nothing_and_an_invalid_config_keeps_the_last_good_one() {
     c.service("during", json!({}), json!([{"port": 80}]));
     wait_ips(&c, "during", &["192.0.2.6"]);
     assert_eq!(c.ips("web", "s0"), ["192.0.2.0"], "nothing is withdrawn for a typo");
+    // MetalLB's gauges say a configuration is loaded and that the latest one is stale.
+    let addr = metrics_addr(&second).expect("the metrics address in the log");
+    let gauges = |want_stale: &str| {
+        let (_, m) = http_get(&addr, "/metrics").expect("metrics");
+        m.lines().any(|l| l == "metallb_k8s_client_config_loaded_bool 1")
+            && m.lines().any(|l| l == format!("metallb_k8s_client_config_stale_bool {want_stale}"))
+    };
+    assert!(gauges("1"), "stale while the pool is invalid");
+    c.patch("metallb.io", "ipaddresspools", NS, "default", json!({"spec": {"addresses": ["192.0.2.0/28"]}}));
+    assert!(eventually(Duration::from_secs(10), || gauges("0")), "fresh once it is fixed");
     drop(second);
 }
 

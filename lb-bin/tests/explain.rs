@@ -125,6 +125,33 @@ fn an_assigned_service_shows_its_pool_nodes_owner_and_bgp_peers_with_reasons() {
             "tor from d: 192.0.2.10/31 (communities 64512:7, local-pref 120)"
         ]
     );
+    let bgp = &a["bgp_nodes"];
+    assert_eq!(verdict(bgp, "a")["why"], "announces it to tor");
+    assert!(verdict(bgp, "b")["why"].as_str().unwrap().contains("exclude-from-external-load-balancers"));
+    assert!(verdict(bgp, "c")["why"].as_str().unwrap().contains("not Ready"));
+    assert_eq!(verdict(bgp, "d")["ok"], true);
+}
+
+#[test]
+fn a_node_no_peer_selects_says_so() {
+    let dir = Scratch::new("exn");
+    let cfg = dir.path("lb.yaml");
+    let extra = "---\napiVersion: v1\nkind: Node\nmetadata: {name: e}\n";
+    std::fs::write(&cfg, format!("{CONFIG}{extra}")).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lb"))
+        .args(["explain", "-c", cfg.to_str().unwrap(), "shop/web", "--output", "json"])
+        .output()
+        .expect("lb runs");
+    let e: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let why = verdict(&e["announce"][0]["bgp_nodes"], "e")["why"].as_str().unwrap().to_string();
+    assert!(why.contains("no BGPPeer peers from it"), "{why}");
+    // --ignore-exclude-lb, as the speakers' flag: b counts again.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lb"))
+        .args(["explain", "-c", cfg.to_str().unwrap(), "shop/web", "-o", "json", "--ignore-exclude-lb"])
+        .output()
+        .expect("lb runs");
+    let e: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(verdict(&e["announce"][0]["l2_nodes"], "b")["ok"], true);
 }
 
 #[test]
@@ -169,6 +196,8 @@ fn from_a_cluster_it_reads_owners_speakers_and_readiness_from_the_api() {
     c.node("n2", json!({}));
     c.node("n3", json!({}));
     c.node_ready("n3", false);
+    c.node("n4", json!({}));
+    c.node_network("n4", true);
     c.pool("lan", json!({"addresses": ["10.0.0.1-10.0.0.9"]}));
     c.create("metallb.io", "l2advertisements", NS, json!({"metadata": {"name": "lan"}}));
     c.service("www", json!({}), json!([{"port": 80}]));
@@ -192,13 +221,29 @@ fn from_a_cluster_it_reads_owners_speakers_and_readiness_from_the_api() {
         .shared
         .with(|s| s.patch(res, NS, "l2-www", fakeapi::store::Part::Status, "application/merge-patch+json", &status))
         .expect("status");
+    // An Event a speaker published on the Service, and one from someone else.
+    for (name, controller, reason) in [("e1", "lb-speaker", "announceFailed"), ("e2", "kubelet", "Other")] {
+        c.create(
+            "events.k8s.io",
+            "events",
+            "web",
+            json!({"metadata": {"name": name}, "eventTime": now, "type": "Warning", "reason": reason,
+                "note": "no interface on node \"n1\" can answer ARP/NDP for 10.0.0.5", "action": "Announce",
+                "reportingController": controller, "reportingInstance": "n1",
+                "regarding": {"kind": "Service", "namespace": "web", "name": "www"}}),
+        );
+    }
     let kubeconfig = c.dir.path("kubeconfig");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lb"))
-        .args(["explain", "--kubeconfig", kubeconfig.to_str().unwrap(), "web/www", "--output", "json"])
-        .output()
-        .expect("lb runs");
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    let explain = |output: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_lb"))
+            .args(["explain", "--kubeconfig", kubeconfig.to_str().unwrap(), "web/www", "--output", output])
+            .output()
+            .expect("lb runs");
+        let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        (o.status.success(), text)
+    };
+    let (ok, text) = explain("json");
+    assert!(ok, "{text}");
     let e: Value = serde_json::from_str(&text).expect("JSON");
     assert_eq!(e["addresses"], json!(["10.0.0.5"]), "the status's address, restored");
     let a = &e["announce"][0];
@@ -206,5 +251,25 @@ fn from_a_cluster_it_reads_owners_speakers_and_readiness_from_the_api() {
     assert_eq!(verdict(&a["l2_nodes"], "n1")["ok"], true);
     assert!(verdict(&a["l2_nodes"], "n2")["why"].as_str().unwrap().contains("no speaker"), "{a}");
     assert!(verdict(&a["l2_nodes"], "n3")["why"].as_str().unwrap().contains("not Ready"), "{a}");
+    assert!(verdict(&a["l2_nodes"], "n4")["why"].as_str().unwrap().contains("NetworkUnavailable"), "{a}");
     assert_eq!(e["reported"], json!(["n1 answers ARP/NDP for it (ServiceL2Status)"]));
+    assert_eq!(
+        e["events"],
+        json!(["Warning announceFailed (n1): no interface on node \"n1\" can answer ARP/NDP for 10.0.0.5"])
+    );
+
+    // No endpoint can serve: announced nowhere, and each node says why.
+    c.endpoint("www", Some("n1"), json!({"ready": false, "serving": false}));
+    let (ok, text) = explain("json");
+    assert!(ok, "{text}");
+    let e: Value = serde_json::from_str(&text).expect("JSON");
+    let a = &e["announce"][0];
+    assert_eq!(a["l2_owner"], Value::Null, "{a}");
+    assert!(verdict(&a["l2_nodes"], "n1")["why"].as_str().unwrap().contains("no endpoint"), "{a}");
+
+    // An invalid configuration: every problem, and that the last valid one keeps running.
+    c.pool("clash", json!({"addresses": ["10.0.0.5/32"]}));
+    let (ok, text) = explain("text");
+    assert!(!ok, "{text}");
+    assert!(text.contains("clash") && text.contains("keep running the last valid configuration"), "{text}");
 }

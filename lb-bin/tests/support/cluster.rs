@@ -86,6 +86,8 @@ impl Cluster {
         self.create("metallb.io", "ipaddresspools", NS, json!({"metadata": {"name": name}, "spec": spec}));
     }
 
+    /// A LoadBalancer Service in namespace `web`, with one ready endpoint (EndpointSlice
+    /// `NAME-x`, on no particular node), as a Service with a running pod has.
     pub fn service(&self, name: &str, annotations: Value, ports: Value) {
         self.create(
             "",
@@ -94,6 +96,36 @@ impl Cluster {
             json!({"metadata": {"name": name, "annotations": annotations},
                    "spec": {"type": "LoadBalancer", "ports": ports}}),
         );
+        self.endpoint(name, None, json!({"ready": true}));
+    }
+
+    /// Sets the one endpoint of Service `web/NAME` (EndpointSlice `NAME-x`): on `node`, with
+    /// `conditions` (ready, serving, terminating).
+    pub fn endpoint(&self, svc: &str, node: Option<&str>, conditions: Value) {
+        let slice = format!("{svc}-x");
+        let mut ep = json!({"addresses": ["10.244.0.9"], "conditions": conditions});
+        if let Some(n) = node {
+            ep["nodeName"] = json!(n);
+        }
+        let obj = json!({
+            "metadata": {"name": slice, "labels": {"kubernetes.io/service-name": svc}},
+            "addressType": "IPv4",
+            "endpoints": [ep]});
+        let res = resource("discovery.k8s.io", "endpointslices").unwrap();
+        let exists = self.api.shared.with(|s| s.get(res, "web", &slice)).is_ok();
+        if exists {
+            self.patch("discovery.k8s.io", "endpointslices", "web", &slice, json!({"endpoints": obj["endpoints"]}));
+        } else {
+            self.create("discovery.k8s.io", "endpointslices", "web", obj);
+        }
+    }
+
+    /// Sets a Node's conditions (Ready True, and NetworkUnavailable as given).
+    pub fn node_network(&self, name: &str, unavailable: bool) {
+        let st = json!({"status": {"conditions": [
+            {"type": "Ready", "status": "True"},
+            {"type": "NetworkUnavailable", "status": if unavailable { "True" } else { "False" }}]}});
+        self.patch_status("nodes", "", name, st);
     }
 
     pub fn controller(&self, identity: &str) -> Proc {
