@@ -16,6 +16,7 @@ use crate::{Error, Result};
 /// The configuration the demo runs (also in `examples/demo.yaml`).
 pub const CONFIG: &str = include_str!("../../examples/demo.yaml");
 const WEB: &str = "10.99.0.100";
+const WEB6: &str = "fd99::100";
 const API: &str = "198.51.100.0/32";
 
 /// Arguments of `lb demo`.
@@ -92,12 +93,24 @@ pub fn run_demo(_args: &Args) -> Result<()> {
     if !root {
         return Err(Error::Invalid("lb demo needs root: it creates network namespaces (sudo lb demo)".into()));
     }
-    for (tool, package) in
-        [("ip", "iproute2"), ("bird", "bird2"), ("birdc", "bird2"), ("arping", "arping"), ("ping", "iputils-ping")]
-    {
-        if run("sh", &["-c", &format!("command -v {tool}")]).is_err() {
-            return Err(Error::Invalid(format!("lb demo needs {tool} (Debian package {package})")));
+    let mut missing: Vec<&str> = Vec::new();
+    for (tool, package) in [
+        ("ip", "iproute2"),
+        ("bird", "bird2"),
+        ("birdc", "bird2"),
+        ("arping", "arping"),
+        ("ndisc6", "ndisc6"),
+        ("ping", "iputils-ping"),
+    ] {
+        if run("sh", &["-c", &format!("command -v {tool}")]).is_err() && !missing.contains(&package) {
+            missing.push(package);
         }
+    }
+    if !missing.is_empty() {
+        return Err(Error::Invalid(format!(
+            "lb demo needs the Debian package(s) {0}: install them with `apt-get install -y {0}` as root, then run it again",
+            missing.join(" ")
+        )));
     }
     let tag = format!("lbd{}", std::process::id() % 100_000);
     let dir = std::env::temp_dir().join(format!("lb-demo-{tag}"));
@@ -149,7 +162,10 @@ fn demo(lab: &Arc<Mutex<Lab>>, dir: &std::path::Path) -> Result<()> {
     let ns = |n: &str| lab.lock().map(|l| l.ns(n)).unwrap_or_default();
     let (sw, n1, n2, cli, rtr) = (ns("sw"), ns("n1"), ns("n2"), ns("cli"), ns("rtr"));
 
-    step(1, "a network of namespaces: node-1 10.99.0.1, node-2 10.99.0.2, client 10.99.0.10, router 10.99.0.254");
+    step(
+        1,
+        "a network of namespaces: node-1 10.99.0.1 fd99::1, node-2 10.99.0.2 fd99::2, client 10.99.0.10 fd99::10, router 10.99.0.254",
+    );
     for n in [&sw, &n1, &n2, &cli, &rtr] {
         run("ip", &["netns", "add", n])?;
         with(&mut |l| l.namespaces.push(n.clone()));
@@ -158,8 +174,14 @@ fn demo(lab: &Arc<Mutex<Lab>>, dir: &std::path::Path) -> Result<()> {
     in_ns(&sw, &["ip", "link", "add", "br0", "type", "bridge"])?;
     in_ns(&sw, &["ip", "link", "set", "br0", "up"])?;
     let tag = lab.lock().map(|l| l.tag.clone()).unwrap_or_default();
-    for (i, (n, addr)) in
-        [(&n1, "10.99.0.1"), (&n2, "10.99.0.2"), (&cli, "10.99.0.10"), (&rtr, "10.99.0.254")].iter().enumerate()
+    for (i, (n, addr, addr6)) in [
+        (&n1, "10.99.0.1", "fd99::1"),
+        (&n2, "10.99.0.2", "fd99::2"),
+        (&cli, "10.99.0.10", "fd99::10"),
+        (&rtr, "10.99.0.254", "fd99::fe"),
+    ]
+    .iter()
+    .enumerate()
     {
         let (a, b) = (format!("{tag}a{i}"), format!("{tag}b{i}"));
         run("ip", &["link", "add", &a, "type", "veth", "peer", "name", &b])?;
@@ -167,6 +189,8 @@ fn demo(lab: &Arc<Mutex<Lab>>, dir: &std::path::Path) -> Result<()> {
         run("ip", &["link", "set", &b, "netns", &sw, "name", &format!("p{i}")])?;
         in_ns(&sw, &["ip", "link", "set", &format!("p{i}"), "master", "br0", "up"])?;
         in_ns(n, &["ip", "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+        // No duplicate address detection: the addresses are usable at once.
+        in_ns(n, &["ip", "addr", "add", &format!("{addr6}/64"), "dev", "eth0", "nodad"])?;
         in_ns(n, &["ip", "link", "set", "eth0", "up"])?;
     }
     std::fs::write(dir.join("lb.yaml"), CONFIG)?;
@@ -222,7 +246,7 @@ fn demo(lab: &Arc<Mutex<Lab>>, dir: &std::path::Path) -> Result<()> {
     })?;
     report.write(&mut std::io::stdout().lock(), false)?;
 
-    step(3, &format!("L2 mode: the client asks who has {WEB}; one node answers"));
+    step(3, &format!("L2 mode: the client asks who has {WEB} (ARP) and {WEB6} (NDP); one node answers"));
     let macs: Vec<(String, String)> = [(&n1, "node-1"), (&n2, "node-2")]
         .iter()
         .filter_map(|(n, name)| {
@@ -245,6 +269,21 @@ fn demo(lab: &Arc<Mutex<Lab>>, dir: &std::path::Path) -> Result<()> {
     println!("  {WEB} is at {first}'s MAC address");
     let ping = in_ns(&cli, &["ping", "-c", "3", "-i", "0.2", "-W", "1", WEB])?;
     println!("  ping: {}", ping.lines().rev().nth(1).unwrap_or_default().trim());
+    let owner6 = || -> Option<String> {
+        let o = in_ns(&cli, &["ndisc6", "-1", "-q", "-r", "1", "-w", "1000", WEB6, "eth0"]).ok()?;
+        let mac = o.trim().to_lowercase();
+        macs.iter().find(|(m, _)| *m == mac).map(|(_, n)| n.clone())
+    };
+    let mut first6 = None;
+    if !wait_for(Duration::from_secs(20), || {
+        first6 = owner6();
+        first6.is_some()
+    }) {
+        return Err(Error::Invalid(format!("nobody answered NDP for {WEB6}; see {}", dir.display())));
+    }
+    println!("  {WEB6} is at {}'s MAC address", first6.unwrap_or_default());
+    let ping6 = in_ns(&cli, &["ping", "-6", "-c", "3", "-i", "0.2", "-W", "1", WEB6])?;
+    println!("  ping -6: {}", ping6.lines().rev().nth(1).unwrap_or_default().trim());
 
     step(4, &format!("BGP mode: the router learns {API} from both nodes"));
     let birdc = |cmd: &str| -> String {
@@ -262,6 +301,23 @@ fn demo(lab: &Arc<Mutex<Lab>>, dir: &std::path::Path) -> Result<()> {
     }
     if !both {
         return Err(Error::Invalid(format!("the router did not learn {API} from both nodes; see {}", dir.display())));
+    }
+    // BIRD merges the two equal routes into one multipath route in the router's kernel.
+    let prefix = API.trim_end_matches("/32");
+    let route = || in_ns(&rtr, &["ip", "route", "show", prefix]).unwrap_or_default();
+    let ecmp = wait_for(Duration::from_secs(10), || {
+        let r = route();
+        r.contains("nexthop via 10.99.0.1") && r.contains("nexthop via 10.99.0.2")
+    });
+    println!("  the router's kernel (ECMP):");
+    for line in route().lines() {
+        println!("    {}", line.trim());
+    }
+    if !ecmp {
+        return Err(Error::Invalid(format!(
+            "the router's kernel has no two-path route to {API}; see {}",
+            dir.display()
+        )));
     }
 
     step(5, &format!("{first} dies (link down, then SIGKILL): the other node takes {WEB} over"));

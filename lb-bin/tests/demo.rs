@@ -16,19 +16,28 @@ fn leftovers(pid: u32) -> Vec<String> {
 
 #[test]
 fn the_demo_shows_l2_bgp_and_a_failover_and_cleans_up() {
-    if !prerequisites(&["ip", "bird", "birdc", "arping", "ping"]) {
+    if !prerequisites(&["ip", "bird", "birdc", "arping", "ndisc6", "ping"]) {
         return;
     }
     let child = Command::new(env!("CARGO_BIN_EXE_lb")).arg("demo").output().expect("lb demo runs");
     let out = String::from_utf8_lossy(&child.stdout);
     assert!(child.status.success(), "{out}{}", String::from_utf8_lossy(&child.stderr));
-    assert!(out.contains("demo/web  10.99.0.100"), "{out}");
+    assert!(out.contains("demo/web  10.99.0.100,fd99::100"), "dual-stack: {out}");
     assert!(out.contains("10.99.0.100 is at node-"), "{out}");
-    assert!(out.contains("3 received, 0% packet loss"), "{out}");
+    assert!(out.contains("fd99::100 is at node-"), "{out}");
+    let pings = out.lines().filter(|l| l.contains("3 received, 0% packet loss")).count();
+    assert_eq!(pings, 2, "IPv4 and IPv6 pings: {out}");
     assert!(out.contains("via 10.99.0.1") && out.contains("via 10.99.0.2"), "both nodes' routes at BIRD: {out}");
+    assert!(
+        out.contains("nexthop via 10.99.0.1") && out.contains("nexthop via 10.99.0.2"),
+        "one two-path route in the router's kernel: {out}"
+    );
     assert!(out.contains("is now at node-"), "{out}");
-    let owners: Vec<&str> =
-        out.lines().filter_map(|l| l.split("is at ").nth(1).or(l.split("is now at ").nth(1))).collect();
+    let owners: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("10.99.0.100 "))
+        .filter_map(|l| l.split("is at ").nth(1).or(l.split("is now at ").nth(1)))
+        .collect();
     assert_eq!(owners.len(), 2, "{out}");
     assert_ne!(owners[0], owners[1], "the address moved: {out}");
     let ms: f64 = out
@@ -41,7 +50,7 @@ fn the_demo_shows_l2_bgp_and_a_failover_and_cleans_up() {
 
 #[test]
 fn an_interrupted_demo_leaves_nothing_behind() {
-    if !prerequisites(&["ip", "bird", "birdc", "arping", "ping"]) {
+    if !prerequisites(&["ip", "bird", "birdc", "arping", "ndisc6", "ping"]) {
         return;
     }
     let mut child =
