@@ -192,6 +192,11 @@ def lb_case(results):
         api_call(api, "POST", "/api/v1/namespaces/bench/services", {
             "metadata": {"name": f"v{fam}", "annotations": {"metallb.io/loadBalancerIPs": VIP[fam]}},
             "spec": {"type": "LoadBalancer", "ipFamilies": [f"IPv{fam}"], "ports": [{"port": 80}]}})
+        # One ready endpoint: a Service no endpoint can serve is announced nowhere.
+        api_call(api, "POST", "/apis/discovery.k8s.io/v1/namespaces/bench/endpointslices", {
+            "metadata": {"name": f"v{fam}-x", "labels": {"kubernetes.io/service-name": f"v{fam}"}},
+            "addressType": f"IPv{fam}",
+            "endpoints": [{"addresses": ["10.244.0.9" if fam == 4 else "fd00::9"], "conditions": {"ready": True}}]})
     lb = os.path.join(bin_dir, "lb")
     spawn("controller", [lb, "controller", "--metrics-addr", "127.0.0.1:0"], {"KUBECONFIG": kube})
     node_kube = os.path.join(work, "kubeconfig-node")
