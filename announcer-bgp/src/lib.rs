@@ -9,16 +9,37 @@
 //!        TCP stream <──bytes── wire::*::encode <── rib::AdjRibOut <────────┘ (send, timers, close)
 //! ```
 //!
-//! Layers: [`wire`] encodes and decodes messages (total, typed errors mapped to
-//! NOTIFICATIONs), [`codec`] frames the stream, [`session::fsm`] is the RFC 4271 state
-//! machine (pure), [`rib`] computes the UPDATEs, [`session::driver`] is the thin tokio task
-//! per peer, and [`BgpAnnouncer`] implements [`lbcore::Announcer`].
+//! Layers: `wire` encodes and decodes messages (total, typed errors mapped to
+//! NOTIFICATIONs), `codec` frames the stream, `session::fsm` is the RFC 4271 state machine
+//! (pure), `rib` computes the UPDATEs, `session::driver` is the thin tokio task per peer,
+//! and [`BgpAnnouncer`] implements [`lbcore::Announcer`].
+//!
+//! The API is [`BgpAnnouncer`] and what it returns. `wire` and `codec` are public only for
+//! the fuzz targets and are hidden from these docs: they may change in any release.
+//!
+//! ```no_run
+//! use announcer_bgp::BgpAnnouncer;
+//! use lbcore::announcer::{Announcer, BgpSession, Desired, RouteAttrs};
+//! use lbcore::config::{BgpPeer, PeerAsn};
+//!
+//! # async fn f() -> Result<(), lbcore::AnnounceError> {
+//! let bgp = BgpAnnouncer::new();
+//! let peer = BgpPeer::new("tor", 64512, PeerAsn::Fixed(64500), "192.0.2.1".parse().unwrap());
+//! let mut desired = Desired::default();
+//! let routes = [("198.51.100.7/32".parse().unwrap(), RouteAttrs::default())].into();
+//! desired.bgp.insert("tor".into(), BgpSession { peer, routes });
+//! bgp.reconcile(&desired).await?; // connects, and sends the route once Established
+//! bgp.shutdown().await?; // withdraws it: Cease / Administrative Shutdown
+//! # Ok(()) }
+//! ```
 #![warn(missing_docs)]
 
+#[doc(hidden)]
 pub mod codec;
-pub mod rib;
-pub mod session;
+mod rib;
+mod session;
 mod sockopt;
+#[doc(hidden)]
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,8 +59,11 @@ pub const DEFAULT_HOLD_TIME: Duration = Duration::from_secs(90);
 /// Default longest wait between connection attempts.
 pub const DEFAULT_CONNECT_TIME: Duration = Duration::from_secs(30);
 
-/// The session settings for a BGPPeer, or why it cannot be run.
-pub fn spec_of(peer: &BgpPeer) -> Result<PeerSpec, String> {
+/// The session settings for a BGPPeer, or why it cannot be run (a sentence naming what to
+/// change). [`BgpAnnouncer::reconcile`] does not fail for such a peer: it leaves it out and
+/// reports the reason in its [`Announcer::status`] for that peer, so one bad peer does not
+/// stop the others.
+pub(crate) fn spec_of(peer: &BgpPeer) -> Result<PeerSpec, String> {
     let ip = match &peer.address {
         PeerAddress::Ip(ip) => *ip,
         PeerAddress::Interface(i) => return Err(format!("BGP unnumbered (interface {i:?}) is not supported yet")),
@@ -51,6 +75,18 @@ pub fn spec_of(peer: &BgpPeer) -> Result<PeerSpec, String> {
         (None, Some(k)) => secs(k).saturating_mul(3),
         (None, None) => secs(DEFAULT_HOLD_TIME),
     };
+    // What validation checks, again, for peers built in code rather than read from YAML.
+    if (1..3).contains(&hold) {
+        return Err(format!("hold time {hold} s: it must be 0 (no keepalives) or at least 3 s (RFC 4271)"));
+    }
+    if let Some(Password::Inline(p)) = &peer.password {
+        if p.len() > 80 {
+            return Err(format!(
+                "password of {} octets: TCP MD5 keys are at most 80 (RFC 2385, the kernel's limit)",
+                p.len()
+            ));
+        }
+    }
     if let Some(v) = &peer.vrf {
         // Peering from the default VRF instead would send the routes to the wrong table.
         return Err(format!("vrf {v:?} is not supported yet; this peer is not started"));
@@ -101,9 +137,17 @@ type Peers = Arc<tokio::sync::Mutex<BTreeMap<String, Running>>>;
 
 /// The BGP announcer: one session task per BGPPeer this node peers with, and optionally a
 /// listener that hands connections from configured peers to their sessions.
+///
+/// Its methods spawn tokio tasks: call them from within a tokio runtime. A peer it cannot
+/// run (an unnumbered or VRF peer, a Secret password, a hold time of 1 or 2 s, a password
+/// over 80 octets) does not fail [`Announcer::reconcile`]; it is left out and its
+/// reason is in [`Announcer::status`].
 #[derive(Default)]
 pub struct BgpAnnouncer {
     peers: Peers,
+    /// Each running session's status, readable while a reconcile holds `peers` (stopping a
+    /// session may take seconds, and status must not go blank meanwhile).
+    views: Mutex<BTreeMap<String, tokio::sync::watch::Receiver<session::driver::PeerStatus>>>,
     errors: Mutex<BTreeMap<String, String>>,
     listener: Mutex<Option<(Arc<tokio::net::TcpListener>, tokio::task::JoinHandle<()>)>>,
     /// Peers whose MD5 key is on the listening socket: a connection from a peer with a
@@ -239,9 +283,9 @@ impl BgpAnnouncer {
     /// Counters per session (BGPPeer name).
     pub fn stats(&self) -> BTreeMap<String, PeerStats> {
         let mut out = BTreeMap::new();
-        if let Ok(peers) = self.peers.try_lock() {
-            for (name, r) in peers.iter() {
-                let st = r.peer.status.borrow();
+        if let Ok(views) = self.views.lock() {
+            for (name, status) in views.iter() {
+                let st = status.borrow();
                 let up = st.state == State::Established;
                 out.insert(name.clone(), PeerStats { up, updates_sent: st.updates_sent, prefixes: st.routes });
             }
@@ -276,14 +320,17 @@ impl Announcer for BgpAnnouncer {
             }
         }
         self.listener_keys(&peers);
+        if let Ok(mut views) = self.views.lock() {
+            *views = peers.iter().map(|(n, r)| (n.clone(), r.peer.status.clone())).collect();
+        }
         Ok(())
     }
 
     fn status(&self) -> AnnouncerStatus {
         let mut sessions = BTreeMap::new();
-        if let Ok(peers) = self.peers.try_lock() {
-            for (name, r) in peers.iter() {
-                let st = r.peer.status.borrow();
+        if let Ok(views) = self.views.lock() {
+            for (name, status) in views.iter() {
+                let st = status.borrow();
                 let s = match st.state {
                     State::Established => SessionStatus::Established(st.since),
                     _ => SessionStatus::Down(st.last_error.clone()),
@@ -304,10 +351,48 @@ impl Announcer for BgpAnnouncer {
     /// keeps the routes for the restart time (RFC 4724).
     async fn shutdown(&self) -> Result<(), AnnounceError> {
         let mut peers = self.peers.lock().await;
+        if let Ok(mut views) = self.views.lock() {
+            views.clear();
+        }
         for (_, r) in std::mem::take(&mut *peers) {
             let notify = (!r.graceful).then(|| Notification::admin_shutdown("lb is shutting down"));
             r.peer.stop(notify).await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> BgpPeer {
+        BgpPeer::new("tor", 64512, PeerAsn::Fixed(64500), "192.0.2.1".parse().unwrap())
+    }
+
+    #[test]
+    fn peers_built_in_code_are_checked_as_validation_checks_yaml() {
+        assert!(spec_of(&peer()).is_ok());
+        assert!(spec_of(&peer().with_hold_time(Duration::from_secs(0))).is_ok(), "0: no keepalives");
+        assert!(spec_of(&peer().with_hold_time(Duration::from_secs(3))).is_ok());
+        let two = spec_of(&peer().with_hold_time(Duration::from_secs(2))).unwrap_err();
+        assert!(two.contains("hold time 2 s") && two.contains("at least 3"), "{two}");
+        assert!(spec_of(&peer().with_password("x".repeat(80))).is_ok());
+        let long = spec_of(&peer().with_password("x".repeat(81))).unwrap_err();
+        assert!(long.contains("81 octets") && long.contains("80"), "{long}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_cannot_run_is_left_out_and_says_why_in_status() {
+        let bgp = BgpAnnouncer::new();
+        let mut desired = Desired::default();
+        let bad = peer().with_hold_time(Duration::from_secs(1));
+        desired.bgp.insert("tor".into(), BgpSession { peer: bad, routes: BTreeMap::new() });
+        bgp.reconcile(&desired).await.expect("one bad peer does not fail the rest");
+        match bgp.status().sessions.get("tor") {
+            Some(SessionStatus::Down(Some(why))) => assert!(why.contains("hold time 1 s"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(bgp.stats().is_empty(), "no session was started");
     }
 }

@@ -13,16 +13,42 @@
 //!                              frame ──> wire::parse_frame ──> Responder (pure) ──> reply frame
 //! ```
 //!
-//! Layers: [`wire`] parses and emits frames, [`responder`] decides (pure, unit-tested without
-//! sockets), [`interfaces`] picks where to answer, `io` owns sockets and threads, and
+//! Layers: `wire` parses and emits frames, `responder` decides (pure, unit-tested without
+//! sockets), `interfaces` picks where to answer, `io` owns sockets and threads, and
 //! [`L2Announcer`] implements [`lbcore::Announcer`].
+//!
+//! The API is [`L2Announcer`], [`L2Settings`] and what they return. `wire` and `responder`
+//! are public only for the fuzz targets and are hidden from these docs: they may change in
+//! any release.
+//!
+//! ```no_run
+//! use announcer_l2::{L2Announcer, L2Settings};
+//! use lbcore::announcer::{Announcer, Desired, L2Target};
+//!
+//! # async fn f() -> Result<(), lbcore::AnnounceError> {
+//! // Fails at once, with one line saying what to do, without CAP_NET_RAW.
+//! let l2 = L2Announcer::start(L2Settings::default())?;
+//! let mut desired = Desired::default();
+//! // Answer ARP for 192.0.2.10 on eth0 (an empty set: every suitable interface).
+//! let target = L2Target { interfaces: ["eth0".to_string()].into() };
+//! desired.l2.insert("192.0.2.10".parse().unwrap(), target);
+//! l2.reconcile(&desired).await?; // answers, and sends gratuitous ARP
+//! for ip in l2.unanswerable(&desired) {
+//!     eprintln!("no interface here can answer for {ip}");
+//! }
+//! l2.shutdown().await?;
+//! # Ok(()) }
+//! ```
 #![warn(missing_docs)]
 
-pub mod interfaces;
+mod interfaces;
 mod io;
 
+pub use interfaces::DEFAULT_EXCLUDE;
 pub use io::L2Counts;
+#[doc(hidden)]
 pub mod responder;
+#[doc(hidden)]
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -506,21 +506,7 @@ fn two_minutes_without_the_api_server_change_nothing() {
         v
     };
     std::thread::sleep(Duration::from_secs(2));
-    // The session as BIRD shows it: its state, and since when in milliseconds. BIRD derives
-    // the wall-clock "Since" from its monotonic clock at each display, so it may wobble by a
-    // millisecond; a reset would move it by seconds.
-    let session_of = |text: String| -> (String, i64) {
-        let line = text.lines().find(|l| l.starts_with("tor ")).unwrap_or_default().to_string();
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let ms = f.get(4).and_then(|t| {
-            let (hms, frac) = t.split_once('.')?;
-            let p: Vec<i64> = hms.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
-            Some(((p.first()? * 60 + p.get(1)?) * 60 + p.get(2)?) * 1000 + frac.parse::<i64>().ok()?)
-        });
-        (f.iter().take(4).chain(f.iter().skip(5)).copied().collect::<Vec<_>>().join(" "), ms.unwrap_or(-1))
-    };
-    let same_session = |before: &(String, i64), now: &(String, i64)| before.0 == now.0 && (before.1 - now.1).abs() <= 5;
-    let (session, status_before) = (session_of(birdc("show protocols tor")), statuses(&c));
+    let (session, status_before) = (support::bird_session(&birdc("show protocols tor"), "tor"), statuses(&c));
     assert!(session.0.contains("Established") && session.1 >= 0, "{session:?}");
     let writes_before = c.writes("PATCH services/status");
 
@@ -531,8 +517,11 @@ fn two_minutes_without_the_api_server_change_nothing() {
         std::thread::sleep(Duration::from_secs(10));
         let at = outage.elapsed().as_secs();
         assert_eq!(arping(&cli, "10.76.0.100").as_ref(), Some(&mac), "ARP unanswered {at} s into the outage");
-        let now = session_of(birdc("show protocols tor"));
-        assert!(same_session(&session, &now), "the BGP session moved {at} s into the outage: {session:?} {now:?}");
+        let now = support::bird_session(&birdc("show protocols tor"), "tor");
+        assert!(
+            support::same_bird_session(&session, &now),
+            "the BGP session moved {at} s into the outage: {session:?} {now:?}"
+        );
         assert!(birdc("show route 10.76.0.100/32").contains("10.76.0.100"), "route gone {at} s into the outage");
     }
     c.api.shared.set_outage(false);
@@ -540,8 +529,8 @@ fn two_minutes_without_the_api_server_change_nothing() {
     // Back: the components reconnect, and nothing that was right is changed.
     std::thread::sleep(Duration::from_secs(10));
     assert_eq!(arping(&cli, "10.76.0.100").as_ref(), Some(&mac));
-    let now = session_of(birdc("show protocols tor"));
-    assert!(same_session(&session, &now), "the BGP session moved after the outage: {session:?} {now:?}");
+    let now = support::bird_session(&birdc("show protocols tor"), "tor");
+    assert!(support::same_bird_session(&session, &now), "the BGP session moved after the outage: {session:?} {now:?}");
     assert_eq!(c.ips("web", "www"), ["10.76.0.100"]);
     assert_eq!(c.writes("PATCH services/status"), writes_before, "a Service status was written again");
     assert_eq!(statuses(&c), status_before, "status objects were rewritten");

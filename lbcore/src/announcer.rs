@@ -111,6 +111,33 @@ pub enum AnnounceError {
 
 /// Something that makes service IPs reachable: the L2 responder, the BGP speaker, or a
 /// user's own. See the module documentation for why it is shaped this way.
+///
+/// Implementing it (with the [`crate::async_trait`] re-export, so no extra dependency):
+///
+/// ```
+/// use std::sync::Mutex;
+/// use lbcore::announcer::{AnnounceError, Announcer, AnnouncerStatus, Desired, IpStatus};
+///
+/// /// Remembers what it is told; a real one would call a cloud API or a webhook.
+/// #[derive(Default)]
+/// struct Recorder(Mutex<Desired>);
+///
+/// #[lbcore::async_trait]
+/// impl Announcer for Recorder {
+///     async fn reconcile(&self, desired: &Desired) -> Result<(), AnnounceError> {
+///         *self.0.lock().map_err(|_| AnnounceError::Fatal("poisoned".into()))? = desired.clone();
+///         Ok(())
+///     }
+///     fn status(&self) -> AnnouncerStatus {
+///         let d = self.0.lock().map(|d| d.clone()).unwrap_or_default();
+///         let ips = d.l2.keys().map(|ip| (*ip, IpStatus::Pending)).collect();
+///         AnnouncerStatus { ips, ..Default::default() }
+///     }
+///     async fn shutdown(&self) -> Result<(), AnnounceError> {
+///         self.reconcile(&Desired::default()).await
+///     }
+/// }
+/// ```
 #[async_trait::async_trait]
 pub trait Announcer: Send + Sync {
     /// Converge to exactly `desired` (level-triggered, idempotent). Returns once the new

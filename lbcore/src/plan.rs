@@ -68,7 +68,11 @@ fn applies(
     pools.selects(pool) && any_matches(nodes, &node.labels) && any_matches(services, &svc.labels)
 }
 
-/// The addresses this node answers for in L2 mode, and where.
+/// The addresses this node is *eligible* to answer for in L2 mode, and on which interfaces.
+///
+/// Eligible, not chosen: in a group of nodes only one answers for each address. Keep the
+/// addresses where [`owner`] (over every eligible node) names this node before handing them
+/// to an L2 announcer, or every node will answer ARP/NDP for the same address.
 pub fn l2(config: &Config, node: &Node, services: &[Assigned]) -> BTreeMap<IpAddr, L2Target> {
     // None: every suitable interface (some advertisement lists none).
     let mut out: BTreeMap<IpAddr, Option<BTreeSet<String>>> = BTreeMap::new();
@@ -90,7 +94,36 @@ pub fn l2(config: &Config, node: &Node, services: &[Assigned]) -> BTreeMap<IpAdd
     out.into_iter().map(|(ip, ifs)| (ip, L2Target { interfaces: ifs.unwrap_or_default() })).collect()
 }
 
-/// The BGP sessions this node holds and the routes on each.
+/// The BGP sessions this node holds and the routes on each. Unlike L2, every node that
+/// qualifies announces (the routers spread traffic over them, ECMP), so no owner is chosen.
+///
+/// ```
+/// use lbcore::config::{validate, Labels, Resources};
+/// use lbcore::plan::{self, Assigned};
+///
+/// let mut res = Resources::default();
+/// res.load_str("lb.yaml", "
+/// apiVersion: metallb.io/v1beta1
+/// kind: IPAddressPool
+/// metadata: {name: public}
+/// spec: {addresses: [198.51.100.0/29]}
+/// ---
+/// apiVersion: metallb.io/v1beta2
+/// kind: BGPPeer
+/// metadata: {name: tor}
+/// spec: {myASN: 64512, peerASN: 64500, peerAddress: 10.0.0.1}
+/// ---
+/// apiVersion: metallb.io/v1beta1
+/// kind: BGPAdvertisement
+/// metadata: {name: all}
+/// spec: {communities: [\"64512:7\"]}
+/// ");
+/// let config = validate(&res).unwrap().config;
+/// let assigned = [Assigned { labels: Labels::new(), ips: vec![("198.51.100.1".parse().unwrap(), "public".into())] }];
+/// let sessions = plan::bgp(&config, &plan::Node::new("a", Labels::new()), &assigned);
+/// let route = sessions["tor"].routes.keys().next().unwrap();
+/// assert_eq!(route.to_string(), "198.51.100.1/32");
+/// ```
 pub fn bgp(config: &Config, node: &Node, services: &[Assigned]) -> BTreeMap<String, BgpSession> {
     let mut out = BTreeMap::new();
     for peer in config.peers.iter().filter(|p| any_matches(&p.node_selectors, &node.labels)) {
@@ -135,6 +168,19 @@ fn stable_hash(parts: &[&[u8]]) -> u64 {
 
 /// The node that answers for `ip` in L2 mode among `eligible`: `current` while it is
 /// eligible, else the best ranked. None when no node is eligible.
+///
+/// Every node computes the same answer from the same inputs, so nodes that agree on who is
+/// eligible agree on the owner without talking to each other.
+///
+/// ```
+/// let ip = "192.0.2.10".parse().unwrap();
+/// let first = lbcore::plan::owner(ip, &["a", "b", "c"], None).unwrap();
+/// // The owner keeps the address when another node comes back (no flap-back)...
+/// assert_eq!(lbcore::plan::owner(ip, &["a", "b", "c", "d"], Some(first)), Some(first));
+/// // ...and another takes it when it leaves.
+/// let rest: Vec<&str> = ["a", "b", "c"].into_iter().filter(|n| *n != first).collect();
+/// assert_ne!(lbcore::plan::owner(ip, &rest, Some(first)), Some(first));
+/// ```
 pub fn owner<'a>(ip: IpAddr, eligible: &[&'a str], current: Option<&str>) -> Option<&'a str> {
     if let Some(c) = current.and_then(|c| eligible.iter().find(|e| **e == c)) {
         return Some(c);

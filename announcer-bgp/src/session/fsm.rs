@@ -191,7 +191,9 @@ impl Session {
         self.state
     }
 
-    /// What was negotiated, once OPENs are exchanged.
+    /// What was negotiated, once OPENs are exchanged (the driver reads it from the
+    /// outputs; the tests ask).
+    #[cfg(test)]
     pub fn negotiated(&self) -> Option<&Negotiated> {
         self.negotiated.as_ref()
     }
@@ -368,7 +370,25 @@ impl Session {
         };
         if let Some(e) = error {
             let n = Notification::from(&DecodeError::Open(e.clone()));
-            return self.down(format!("OPEN refused: {e}"), Some(n));
+            // Say what to change, not only what the RFC calls it.
+            let ours = self.cfg.local_as;
+            let why = match (&e, self.cfg.peer_as) {
+                (OpenError::BadPeerAs(got), PeerAs::Fixed(want)) => format!(
+                    "the peer says it is AS {got}, but the BGPPeer's peerASN is {want}: fix peerASN, or the router's local AS"
+                ),
+                (OpenError::BadPeerAs(got), PeerAs::Internal) => {
+                    format!("the peer says it is AS {got}, but dynamicASN internal wants our AS {ours}")
+                }
+                (OpenError::BadPeerAs(got), _) => {
+                    format!("the peer says it is AS {got}, our own AS, but dynamicASN external wants another")
+                }
+                (OpenError::BadBgpId(id), _) => format!(
+                    "the peer's router ID {} is ours, on an iBGP session: give this speaker a distinct routerID",
+                    std::net::Ipv4Addr::from(*id)
+                ),
+                _ => e.to_string(),
+            };
+            return self.down(format!("OPEN refused ({e}): {why}"), Some(n));
         }
         let hold = self.cfg.hold_time.min(o.hold_time);
         let keepalive = match (hold, self.cfg.keepalive) {

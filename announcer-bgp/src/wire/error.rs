@@ -35,13 +35,13 @@ pub enum OpenError {
     #[error("bad peer AS {0}")]
     BadPeerAs(u32),
     /// A BGP identifier of 0 (or equal to ours on an iBGP session).
-    #[error("bad BGP identifier {0}")]
+    #[error("bad BGP identifier {}", std::net::Ipv4Addr::from(*.0))]
     BadBgpId(u32),
     /// An optional parameter other than capabilities.
     #[error("unsupported optional parameter {0}")]
     UnsupportedOptParam(u8),
     /// A hold time of 1 or 2 seconds.
-    #[error("unacceptable hold time {0}")]
+    #[error("unacceptable hold time {0} s (it must be 0 or at least 3)")]
     UnacceptableHoldTime(u16),
     /// A capability we require and the peer lacks, or one whose value is unusable.
     #[error("unsupported capability")]

@@ -237,3 +237,23 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A BIRD protocol as `birdc show protocols NAME` shows it: its line without the "Since"
+/// column, and that column in milliseconds of the day (-1 when absent).
+pub fn bird_session(text: &str, proto: &str) -> (String, i64) {
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(proto)).unwrap_or_default();
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let ms = f.get(4).and_then(|t| {
+        let (hms, frac) = t.split_once('.')?;
+        let p: Vec<i64> = hms.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+        Some(((p.first()? * 60 + p.get(1)?) * 60 + p.get(2)?) * 1000 + frac.parse::<i64>().ok()?)
+    });
+    (f.iter().take(4).chain(f.iter().skip(5)).copied().collect::<Vec<_>>().join(" "), ms.unwrap_or(-1))
+}
+
+/// Whether two `bird_session` readings are the same session: the same state, and a "Since"
+/// within 5 ms. BIRD derives the wall-clock "Since" from its monotonic clock at each
+/// display, so it may wobble by a millisecond; a reset moves it by seconds.
+pub fn same_bird_session(before: &(String, i64), now: &(String, i64)) -> bool {
+    before.1 >= 0 && before.0 == now.0 && (before.1 - now.1).abs() <= 5
+}

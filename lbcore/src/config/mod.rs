@@ -61,6 +61,10 @@ impl Diagnostic {
     }
 }
 
+/// So that a diagnostic can travel in `Box<dyn Error>` and `?` (one per error; `validate`
+/// returns them all).
+impl std::error::Error for Diagnostic {}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(src) = &self.source {

@@ -62,6 +62,56 @@ pub struct Pool {
     pub allocation: Option<PoolAllocation>,
 }
 
+impl Pool {
+    /// A pool of `ranges` with MetalLB's defaults (autoAssign on, every service admitted):
+    /// for embedding without YAML. Pass the pools of a validated [`Config`] to the allocator
+    /// when you can: validation also checks that pools do not overlap.
+    ///
+    /// ```
+    /// use lbcore::config::Pool;
+    /// use lbcore::ipam::{AddrRange, Allocator};
+    ///
+    /// let lan = Pool::new("lan", vec![AddrRange::parse("192.0.2.0/24").unwrap()]).with_avoid_buggy_ips();
+    /// let vips = Pool::new("vips", vec![AddrRange::parse("198.51.100.7/32").unwrap()]).with_auto_assign(false);
+    /// let alloc = Allocator::new(&[lan, vips]);
+    /// assert_eq!(alloc.stats().len(), 2);
+    /// ```
+    pub fn new(name: impl Into<String>, ranges: Vec<AddrRange>) -> Self {
+        Pool {
+            name: name.into(),
+            labels: Labels::new(),
+            ranges,
+            auto_assign: true,
+            avoid_buggy_ips: false,
+            allocation: None,
+        }
+    }
+
+    /// Whether services get addresses from it without asking for it by name or address.
+    pub fn with_auto_assign(mut self, on: bool) -> Self {
+        self.auto_assign = on;
+        self
+    }
+
+    /// Skip IPv4 addresses ending in `.0` and `.255` (for clients that mishandle them).
+    pub fn with_avoid_buggy_ips(mut self) -> Self {
+        self.avoid_buggy_ips = true;
+        self
+    }
+
+    /// Which services may use it, and its priority (`serviceAllocation`).
+    pub fn with_allocation(mut self, allocation: PoolAllocation) -> Self {
+        self.allocation = Some(allocation);
+        self
+    }
+
+    /// Labels, for advertisements' `ipAddressPoolSelectors`.
+    pub fn with_labels(mut self, labels: Labels) -> Self {
+        self.labels = labels;
+        self
+    }
+}
+
 /// `serviceAllocation` of a pool.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PoolAllocation {
@@ -123,6 +173,115 @@ pub struct L2Advertisement {
     pub preferred_node_selectors: Vec<(u8, Selector)>,
 }
 
+impl L2Advertisement {
+    /// An advertisement of every pool, from every node, on every suitable interface (an
+    /// `L2Advertisement` with an empty spec).
+    ///
+    /// ```
+    /// let adv = lbcore::config::L2Advertisement::new("lan").with_pools(["lan"]).with_interfaces(["eth0"]);
+    /// assert_eq!(adv.interfaces, ["eth0"]);
+    /// ```
+    pub fn new(name: impl Into<String>) -> Self {
+        L2Advertisement {
+            name: name.into(),
+            pools: PoolSelection::default(),
+            node_selectors: Vec::new(),
+            interfaces: Vec::new(),
+            service_selectors: Vec::new(),
+            preferred_node_selectors: Vec::new(),
+        }
+    }
+
+    /// Announce only these pools (by name).
+    pub fn with_pools<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.pools.names = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Answer only on these interfaces.
+    pub fn with_interfaces<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.interfaces = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Announce only from nodes matching one of these selectors.
+    pub fn with_node_selectors(mut self, selectors: Vec<Selector>) -> Self {
+        self.node_selectors = selectors;
+        self
+    }
+}
+
+impl BgpAdvertisement {
+    /// An advertisement of every pool, from every node, to every peer, as /32 and /128 host
+    /// routes with no communities (a `BGPAdvertisement` with an empty spec).
+    ///
+    /// ```
+    /// use lbcore::config::{BgpAdvertisement, Community};
+    ///
+    /// let adv = BgpAdvertisement::new("agg")
+    ///     .with_pools(["public"])
+    ///     .with_aggregation_length(24)
+    ///     .with_communities([Community::parse("64512:7").unwrap()])
+    ///     .with_local_pref(120);
+    /// assert_eq!(adv.aggregation_length_v6, 128);
+    /// ```
+    pub fn new(name: impl Into<String>) -> Self {
+        BgpAdvertisement {
+            name: name.into(),
+            aggregation_length: 32,
+            aggregation_length_v6: 128,
+            local_pref: None,
+            communities: BTreeSet::new(),
+            pools: PoolSelection::default(),
+            node_selectors: Vec::new(),
+            peers: BTreeSet::new(),
+            service_selectors: Vec::new(),
+        }
+    }
+
+    /// Announce only these pools (by name).
+    pub fn with_pools<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.pools.names = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Announce to these peers only (by name).
+    pub fn with_peers<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.peers = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Aggregate IPv4 routes to this prefix length (32: host routes).
+    pub fn with_aggregation_length(mut self, len: u8) -> Self {
+        self.aggregation_length = len;
+        self
+    }
+
+    /// Aggregate IPv6 routes to this prefix length (128: host routes).
+    pub fn with_aggregation_length_v6(mut self, len: u8) -> Self {
+        self.aggregation_length_v6 = len;
+        self
+    }
+
+    /// Attach these communities.
+    pub fn with_communities(mut self, communities: impl IntoIterator<Item = Community>) -> Self {
+        self.communities = communities.into_iter().collect();
+        self
+    }
+
+    /// LOCAL_PREF (sent on iBGP sessions only).
+    pub fn with_local_pref(mut self, local_pref: u32) -> Self {
+        self.local_pref = Some(local_pref);
+        self
+    }
+
+    /// Announce only from nodes matching one of these selectors.
+    pub fn with_node_selectors(mut self, selectors: Vec<Selector>) -> Self {
+        self.node_selectors = selectors;
+        self
+    }
+}
+
 /// A `BGPAdvertisement`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BgpAdvertisement {
@@ -171,7 +330,8 @@ pub enum PeerAddress {
 pub enum Password {
     /// Written in the BGPPeer.
     Inline(String),
-    /// In a Secret (key `password`).
+    /// In a Secret (key `password`). Kubernetes only: resolve it to [`Password::Inline`]
+    /// before handing the peer to `announcer-bgp`, which refuses it otherwise.
     Secret {
         /// Secret name.
         name: String,
@@ -195,29 +355,32 @@ pub struct BgpPeer {
     pub port: u16,
     /// Local address to connect from.
     pub source_address: Option<IpAddr>,
-    /// Router ID.
+    /// The BGP identifier to send; None: derived from the session's local address.
     pub router_id: Option<Ipv4Addr>,
     /// Hold time to propose (None: the speaker's default, 90 s).
     pub hold_time: Option<Duration>,
     /// Keepalive interval (None: a third of the hold time).
     pub keepalive_time: Option<Duration>,
-    /// Connect retry interval.
+    /// The longest wait between connection attempts (they back off up to it, with
+    /// jitter); None: 30 s in `announcer-bgp`.
     pub connect_time: Option<Duration>,
     /// Nodes that peer (empty: all).
     pub node_selectors: Vec<Selector>,
     /// TCP MD5 password source.
     pub password: Option<Password>,
-    /// BFD profile name.
+    /// BFD profile name. `announcer-bgp` does not run BFD yet: it warns and peers without.
     pub bfd_profile: Option<String>,
     /// RFC 4724 graceful restart.
     pub graceful_restart: bool,
     /// Multi-hop eBGP.
     pub ebgp_multi_hop: bool,
-    /// VRF.
+    /// VRF to peer from. `announcer-bgp` refuses such a peer (peering from the default VRF
+    /// would put the routes in the wrong table).
     pub vrf: Option<String>,
-    /// No multiprotocol BGP.
+    /// No multiprotocol BGP. `announcer-bgp` warns and keeps each family on its own session.
     pub disable_mp: bool,
-    /// Both families over one session.
+    /// Both families over one session. `announcer-bgp` warns and keeps each family on its
+    /// own session.
     pub dual_stack_address_family: bool,
 }
 
@@ -290,6 +453,30 @@ impl BgpPeer {
     /// Graceful restart as a restarting speaker (RFC 4724).
     pub fn with_graceful_restart(mut self) -> Self {
         self.graceful_restart = true;
+        self
+    }
+
+    /// The BGP identifier to send (by default derived from the session's local address).
+    pub fn with_router_id(mut self, id: Ipv4Addr) -> Self {
+        self.router_id = Some(id);
+        self
+    }
+
+    /// The keepalive interval (by default a third of the negotiated hold time).
+    pub fn with_keepalive_time(mut self, keepalive: Duration) -> Self {
+        self.keepalive_time = Some(keepalive);
+        self
+    }
+
+    /// The longest wait between connection attempts (they back off up to it, with jitter).
+    pub fn with_connect_time(mut self, connect: Duration) -> Self {
+        self.connect_time = Some(connect);
+        self
+    }
+
+    /// Peer only from nodes matching one of these selectors.
+    pub fn with_node_selectors(mut self, selectors: Vec<Selector>) -> Self {
+        self.node_selectors = selectors;
         self
     }
 }

@@ -49,13 +49,13 @@ use table::{Addrs, Entry, Share, Table};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AllocError {
     /// The `address-pool` annotation names a pool that does not exist.
-    #[error("pool {0:?} (annotation metallb.io/address-pool) does not exist")]
+    #[error("pool {0:?} (annotation metallb.io/address-pool) does not exist: fix the annotation, or create the IPAddressPool")]
     UnknownPool(String),
     /// The pool's `serviceAllocation` does not admit the service.
     #[error("pool {0:?} does not admit this service (its serviceAllocation namespaces or selectors do not match)")]
     PoolNotAllowed(String),
     /// A requested address is in no pool.
-    #[error("requested address {0} is not in any pool")]
+    #[error("requested address {0} is not in any pool: add it to an IPAddressPool, or ask for one that is")]
     NotInPool(IpAddr),
     /// A requested address is in another pool than the one the service names.
     #[error("requested address {ip} is in pool {pool:?}, not in pool {wanted:?} named by metallb.io/address-pool")]
@@ -86,13 +86,13 @@ pub enum AllocError {
         reason: ShareRefusal,
     },
     /// No pool may serve the service automatically.
-    #[error("no pool with autoAssign admits this service")]
+    #[error("no pool with autoAssign admits this service: name a pool (metallb.io/address-pool), or add an IPAddressPool with autoAssign: true whose serviceAllocation admits it")]
     NoPool,
     /// The admitting pools hold no address of a family the service needs.
-    #[error("no admitting pool has {0} addresses")]
+    #[error("no admitting pool has {0} addresses: add a {0} range to a pool, or change the Service's ipFamilies / ipFamilyPolicy")]
     NoFamily(Family),
     /// Every admitting pool of the family is full.
-    #[error("no free {family} address in pool(s) {}", pools.join(", "))]
+    #[error("no free {family} address in pool(s) {}: add addresses to a pool, or free one", pools.join(", "))]
     Exhausted {
         /// The family.
         family: Family,
