@@ -111,7 +111,7 @@ pub struct L2Announcer {
 }
 
 /// The one-line message for a missing capability.
-pub const NEED_NET_RAW: &str = "lb needs CAP_NET_RAW to answer ARP/NDP: run it as root, or grant the capability (setcap cap_net_raw+ep /path/to/lb; in Kubernetes, securityContext.capabilities.add: [NET_RAW])";
+pub const NEED_NET_RAW: &str = "answering ARP/NDP needs CAP_NET_RAW: run as root, or grant the capability to the program (setcap cap_net_raw+ep /path/to/the/program; in Kubernetes, securityContext.capabilities.add: [NET_RAW])";
 
 impl L2Announcer {
     /// Starts the announcer. Fails at once, with one clear line, without CAP_NET_RAW.

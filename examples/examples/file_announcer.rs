@@ -80,8 +80,7 @@ async fn main() -> Result<(), AnnounceError> {
     // The same steps as `lb run`: load, validate, allocate, plan for this node.
     let mut res = Resources::default();
     res.load_path(config_path.as_ref());
-    let validated =
-        config::validate(&res).map_err(|e| AnnounceError::Fatal(format!("invalid configuration: {e:?}")))?;
+    let validated = config::validate(&res).map_err(|e| AnnounceError::Fatal(config::Diagnostics(e).to_string()))?;
     let services = service::load_balancer_services(&mut res).map_err(|e| AnnounceError::Fatal(format!("{e:?}")))?;
     let (_, outcomes) = batch::assign_all(&validated.config.pools, &services, None);
     let assigned: Vec<Assigned> = services

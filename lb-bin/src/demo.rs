@@ -21,7 +21,12 @@ const API: &str = "198.51.100.0/32";
 
 /// Arguments of `lb demo`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Install the Debian packages the demo needs (iproute2, bird2, arping, ndisc6,
+    /// iputils-ping) with apt-get when some are missing.
+    #[arg(long)]
+    pub install_packages: bool,
+}
 
 /// What the demo created, removed on drop.
 struct Lab {
@@ -70,7 +75,11 @@ fn in_ns(ns: &str, args: &[&str]) -> Result<String> {
 }
 
 fn step(n: u32, what: &str) {
-    println!("\n[{n}/5] {what}");
+    if crate::color_stdout() {
+        println!("\n\x1b[1m[{n}/5] {what}\x1b[0m");
+    } else {
+        println!("\n[{n}/5] {what}");
+    }
 }
 
 fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -85,7 +94,7 @@ fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 /// Runs the demo.
-pub fn run_demo(_args: &Args) -> Result<()> {
+pub fn run_demo(args: &Args) -> Result<()> {
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
@@ -106,9 +115,20 @@ pub fn run_demo(_args: &Args) -> Result<()> {
             missing.push(package);
         }
     }
-    if !missing.is_empty() {
+    if !missing.is_empty() && args.install_packages {
+        println!("installing the Debian packages the demo needs: {}", missing.join(" "));
+        let apt = |a: &[&str]| {
+            let ok = Command::new("apt-get").args(a).env("DEBIAN_FRONTEND", "noninteractive").status();
+            ok.is_ok_and(|s| s.success())
+        };
+        let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        install.extend(missing.iter().copied());
+        if !(apt(&["update", "-qq"]) && apt(&install)) {
+            return Err(Error::Invalid(format!("apt-get could not install {}", missing.join(" "))));
+        }
+    } else if !missing.is_empty() {
         return Err(Error::Invalid(format!(
-            "lb demo needs the Debian package(s) {0}: install them with `apt-get install -y {0}` as root, then run it again",
+            "lb demo needs the Debian package(s) {0}: run it with --install-packages, or install them with `apt-get install -y {0}` as root, then run it again",
             missing.join(" ")
         )));
     }

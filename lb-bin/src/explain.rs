@@ -378,6 +378,12 @@ fn announce(
 impl Explanation {
     /// Writes it for people (aligned, no colours) or as JSON.
     pub fn write(&self, out: &mut impl Write, format: Format) -> Result<()> {
+        self.write_styled(out, format, false)
+    }
+
+    /// As [`Explanation::write`], with "yes" in green and "no" in red when `color` (for a
+    /// terminal: the caller checks that stdout is one and `NO_COLOR` is unset).
+    pub fn write_styled(&self, out: &mut impl Write, format: Format, color: bool) -> Result<()> {
         if format == Format::Json {
             serde_json::to_writer_pretty(&mut *out, self).map_err(|e| Error::Io(e.into()))?;
             writeln!(out)?;
@@ -399,7 +405,7 @@ impl Explanation {
         if let Some(n) = &self.note {
             writeln!(out, "  note: {n}")?;
         }
-        section(out, "Pools", &self.pools)?;
+        section(out, "Pools", &self.pools, color)?;
         if !self.reported.is_empty() {
             writeln!(out, "Reported by the speakers:")?;
             for r in &self.reported {
@@ -414,8 +420,8 @@ impl Explanation {
         }
         for a in &self.announce {
             writeln!(out, "\nAddress {} (pool {})", a.ip, a.pool)?;
-            section(out, "  L2Advertisements", &a.l2_advertisements)?;
-            section(out, "  Nodes (L2)", &a.l2_nodes)?;
+            section(out, "  L2Advertisements", &a.l2_advertisements, color)?;
+            section(out, "  Nodes (L2)", &a.l2_nodes, color)?;
             match &a.l2_owner {
                 Some(o) => writeln!(
                     out,
@@ -423,9 +429,9 @@ impl Explanation {
                 )?,
                 None => writeln!(out, "  answers ARP/NDP: nobody")?,
             }
-            section(out, "  BGPAdvertisements", &a.bgp_advertisements)?;
+            section(out, "  BGPAdvertisements", &a.bgp_advertisements, color)?;
             if !bgp_plays_no_part(a) {
-                section(out, "  Nodes (BGP)", &a.bgp_nodes)?;
+                section(out, "  Nodes (BGP)", &a.bgp_nodes, color)?;
             }
             if a.bgp_routes.is_empty() {
                 writeln!(out, "  BGP: announced to no peer")?;
@@ -446,7 +452,7 @@ fn bgp_plays_no_part(a: &AddressView) -> bool {
     !a.bgp_advertisements.iter().any(|v| v.ok) && a.bgp_routes.is_empty()
 }
 
-fn section(out: &mut impl Write, title: &str, items: &[Verdict]) -> Result<()> {
+fn section(out: &mut impl Write, title: &str, items: &[Verdict], color: bool) -> Result<()> {
     if items.is_empty() {
         writeln!(out, "{title}: none")?;
         return Ok(());
@@ -455,7 +461,12 @@ fn section(out: &mut impl Write, title: &str, items: &[Verdict]) -> Result<()> {
     let indent = " ".repeat(title.len() - title.trim_start().len() + 2);
     let width = items.iter().map(|v| v.name.len()).max().unwrap_or(0);
     for v in items {
-        let mark = if v.ok { "yes" } else { "no " };
+        let mark = match (v.ok, color) {
+            (true, false) => "yes",
+            (false, false) => "no ",
+            (true, true) => "\x1b[32myes\x1b[0m",
+            (false, true) => "\x1b[31mno \x1b[0m",
+        };
         writeln!(out, "{indent}{mark}  {:<width$}  {}", v.name, v.why)?;
     }
     Ok(())
@@ -617,4 +628,25 @@ pub async fn explain_cluster(args: &Args, kubeconfig: &std::path::Path) -> Resul
     out.reported = reported;
     out.events = service_events(&client, &svc_ns, &svc_name).await;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_are_aligned_and_coloured_only_when_asked() {
+        let items = [
+            Verdict { name: "lan".into(), ok: true, why: "here".into() },
+            Verdict { name: "reserved".into(), ok: false, why: "autoAssign".into() },
+        ];
+        let mut plain = Vec::new();
+        section(&mut plain, "Pools", &items, false).unwrap();
+        assert_eq!(String::from_utf8(plain).unwrap(), "Pools:\n  yes  lan       here\n  no   reserved  autoAssign\n");
+        let mut coloured = Vec::new();
+        section(&mut coloured, "Pools", &items, true).unwrap();
+        let text = String::from_utf8(coloured).unwrap();
+        assert!(text.contains("\x1b[32myes\x1b[0m  lan       here"), "{text:?}");
+        assert!(text.contains("\x1b[31mno \x1b[0m  reserved  autoAssign"), "{text:?}");
+    }
 }

@@ -60,5 +60,11 @@ impl Error {
     }
 }
 
+/// Whether output for people may use colours: stdout is a terminal and `NO_COLOR` is unset
+/// (<https://no-color.org>).
+pub fn color_stdout() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// `Result` with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -60,7 +60,7 @@ fn main() -> ExitCode {
                 None => lb_bin::explain::explain(&args),
             };
             match result {
-                Ok(e) => match e.write(&mut std::io::stdout().lock(), args.output) {
+                Ok(e) => match e.write_styled(&mut std::io::stdout().lock(), args.output, lb_bin::color_stdout()) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(&e),
                 },

@@ -162,6 +162,7 @@ fn a_service_without_an_address_says_why_and_text_output_is_aligned() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("no address:"), "{text}");
     assert!(text.contains("no free IPv4 address in pool(s) lan"), "the allocator's reason: {text}");
+    assert!(!text.contains('\x1b'), "no colours when stdout is not a terminal: {text:?}");
     let (_, text) = explain(&dir, "shop/other", false);
     assert!(text.contains("not handled by lb") && text.contains("example.com/other"), "{text}");
     let (_, text) = explain(&dir, "shop/missing", false);

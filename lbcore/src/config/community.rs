@@ -39,6 +39,14 @@ impl Community {
     }
 }
 
+/// `"64512:7".parse::<Community>()`, as [`Community::parse`].
+impl std::str::FromStr for Community {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Community::parse(s)
+    }
+}
+
 impl fmt::Display for Community {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -65,6 +65,37 @@ impl Diagnostic {
 /// returns them all).
 impl std::error::Error for Diagnostic {}
 
+/// Every problem [`validate()`] found, as one error: one per line when displayed. For `?`:
+///
+/// ```
+/// use lbcore::config::{validate, Diagnostics, Resources};
+///
+/// fn load(yaml: &str) -> Result<lbcore::Config, Box<dyn std::error::Error>> {
+///     let mut res = Resources::default();
+///     res.load_str("lb.yaml", yaml);
+///     Ok(validate(&res).map_err(Diagnostics)?.config)
+/// }
+/// let bad = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [10.0.0.0/33]}\n";
+/// let err = load(bad).unwrap_err().to_string();
+/// assert!(err.contains("IPAddressPool \"p\"") && err.contains("spec.addresses[0]"), "{err}");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(src) = &self.source {

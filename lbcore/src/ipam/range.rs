@@ -76,7 +76,7 @@ pub enum RangeError {
     #[error("{0:?} is not an IP address")]
     BadAddress(String),
     /// The prefix length is not a number within the family's width.
-    #[error("invalid prefix length")]
+    #[error("the prefix length must be a number from 0 to 32 for IPv4, or to 128 for IPv6")]
     BadPrefix,
     /// A range whose start is after its end.
     #[error("range start {start} is after its end {end}")]
@@ -105,6 +105,14 @@ pub enum RangeError {
 pub struct AddrRange {
     start: IpAddr,
     end: IpAddr,
+}
+
+/// `"192.0.2.0/24".parse::<AddrRange>()`, as [`AddrRange::parse`].
+impl std::str::FromStr for AddrRange {
+    type Err = RangeError;
+    fn from_str(s: &str) -> Result<Self, RangeError> {
+        AddrRange::parse(s)
+    }
 }
 
 impl AddrRange {
