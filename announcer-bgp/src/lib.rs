@@ -59,6 +59,14 @@ pub const DEFAULT_HOLD_TIME: Duration = Duration::from_secs(90);
 /// Default longest wait between connection attempts.
 pub const DEFAULT_CONNECT_TIME: Duration = Duration::from_secs(30);
 
+/// Why this announcer cannot run a session for `peer` (a sentence naming what to change),
+/// or None when it can: BGP unnumbered, a VRF, a password still in a Secret, a hold time of
+/// 1 or 2 s, an MD5 key over 80 octets. For callers that report what will be announced
+/// before handing the peer over.
+pub fn peer_problem(peer: &BgpPeer) -> Option<String> {
+    spec_of(peer).err()
+}
+
 /// The session settings for a BGPPeer, or why it cannot be run (a sentence naming what to
 /// change). [`BgpAnnouncer::reconcile`] does not fail for such a peer: it leaves it out and
 /// reports the reason in its [`Announcer::status`] for that peer, so one bad peer does not
@@ -71,8 +79,9 @@ pub(crate) fn spec_of(peer: &BgpPeer) -> Result<PeerSpec, String> {
     let secs = |d: Duration| u16::try_from(d.as_secs()).unwrap_or(u16::MAX);
     let hold = match (peer.hold_time, peer.keepalive_time) {
         (Some(h), _) => secs(h),
-        // Only a keepalive: the hold time follows (MetalLB: 3 × keepalive).
-        (None, Some(k)) => secs(k).saturating_mul(3),
+        // Only a keepalive: the hold time follows (MetalLB: 3 × keepalive), computed before
+        // rounding down to seconds (a 900 ms keepalive is a 2.7 s hold, refused below; not 0).
+        (None, Some(k)) => secs(k.saturating_mul(3)),
         (None, None) => secs(DEFAULT_HOLD_TIME),
     };
     // What validation checks, again, for peers built in code rather than read from YAML.
@@ -90,12 +99,6 @@ pub(crate) fn spec_of(peer: &BgpPeer) -> Result<PeerSpec, String> {
     if let Some(v) = &peer.vrf {
         // Peering from the default VRF instead would send the routes to the wrong table.
         return Err(format!("vrf {v:?} is not supported yet; this peer is not started"));
-    }
-    if peer.disable_mp || peer.dual_stack_address_family {
-        tracing::warn!(peer = %peer.name, "disableMP / dualStackAddressFamily are not supported yet: IPv4 routes go to IPv4 sessions and IPv6 routes to IPv6 sessions");
-    }
-    if peer.bfd_profile.is_some() {
-        tracing::warn!(peer = %peer.name, "BFD is not supported yet: the session runs without it");
     }
     let password = match &peer.password {
         Some(Password::Inline(p)) => Some(p.clone()),
@@ -245,12 +248,27 @@ impl BgpAnnouncer {
         }
     }
 
+    /// The settings a session for `peer` runs with now: [`spec_of`], plus GTSM when it is
+    /// on and the session is single-hop eBGP. What a running session is compared with, so
+    /// that an unchanged peer is never restarted.
+    fn effective_spec(&self, peer: &BgpPeer) -> Result<PeerSpec, String> {
+        let mut spec = spec_of(peer)?;
+        let ibgp = matches!(spec.fsm.peer_as, PeerAs::Internal)
+            || matches!(spec.fsm.peer_as, PeerAs::Fixed(a) if a == spec.fsm.local_as);
+        spec.gtsm = self.gtsm.load(std::sync::atomic::Ordering::Relaxed) && !ibgp && !spec.ebgp_multihop;
+        Ok(spec)
+    }
+
     fn start(&self, name: &str, s: &BgpSession) -> Option<Running> {
-        match spec_of(&s.peer) {
-            Ok(mut spec) => {
-                let ibgp = matches!(spec.fsm.peer_as, PeerAs::Internal)
-                    || matches!(spec.fsm.peer_as, PeerAs::Fixed(a) if a == spec.fsm.local_as);
-                spec.gtsm = self.gtsm.load(std::sync::atomic::Ordering::Relaxed) && !ibgp && !spec.ebgp_multihop;
+        match self.effective_spec(&s.peer) {
+            Ok(spec) => {
+                let peer = &s.peer;
+                if peer.disable_mp || peer.dual_stack_address_family {
+                    tracing::warn!(peer = %peer.name, "disableMP / dualStackAddressFamily are not supported yet: IPv4 routes go to IPv4 sessions and IPv6 routes to IPv6 sessions");
+                }
+                if peer.bfd_profile.is_some() {
+                    tracing::warn!(peer = %peer.name, "BFD is not supported yet: the session runs without it");
+                }
                 if let Ok(mut e) = self.errors.lock() {
                     e.remove(name);
                 }
@@ -298,6 +316,9 @@ impl BgpAnnouncer {
 impl Announcer for BgpAnnouncer {
     async fn reconcile(&self, desired: &Desired) -> Result<(), AnnounceError> {
         let mut peers = self.peers.lock().await;
+        if let Ok(mut e) = self.errors.lock() {
+            e.retain(|name, _| desired.bgp.contains_key(name));
+        }
         let gone: Vec<String> = peers.keys().filter(|n| !desired.bgp.contains_key(*n)).cloned().collect();
         for name in gone {
             if let Some(r) = peers.remove(&name) {
@@ -305,7 +326,7 @@ impl Announcer for BgpAnnouncer {
             }
         }
         for (name, s) in &desired.bgp {
-            let same = peers.get(name).is_some_and(|r| spec_of(&s.peer).is_ok_and(|spec| spec == r.spec));
+            let same = peers.get(name).is_some_and(|r| self.effective_spec(&s.peer).is_ok_and(|spec| spec == r.spec));
             if same {
                 if let Some(r) = peers.get(name) {
                     r.peer.set_routes(Arc::new(s.routes.clone()));
@@ -354,6 +375,9 @@ impl Announcer for BgpAnnouncer {
         if let Ok(mut views) = self.views.lock() {
             views.clear();
         }
+        if let Ok(mut e) = self.errors.lock() {
+            e.clear();
+        }
         for (_, r) in std::mem::take(&mut *peers) {
             let notify = (!r.graceful).then(|| Notification::admin_shutdown("lb is shutting down"));
             r.peer.stop(notify).await;
@@ -380,6 +404,40 @@ mod tests {
         assert!(spec_of(&peer().with_password("x".repeat(80))).is_ok());
         let long = spec_of(&peer().with_password("x".repeat(81))).unwrap_err();
         assert!(long.contains("81 octets") && long.contains("80"), "{long}");
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_peer_is_not_restarted_with_gtsm_on_and_gone_peers_leave_status() {
+        // Loopback, a port nobody listens on: the session only tries to connect.
+        let lo = BgpPeer::new("lo", 64512, PeerAsn::Fixed(64500), "127.0.0.1".parse().unwrap()).with_port(9);
+        let bgp = BgpAnnouncer::new();
+        bgp.set_gtsm(true);
+        let mut desired = Desired::default();
+        desired.bgp.insert("lo".into(), BgpSession { peer: lo, routes: BTreeMap::new() });
+        bgp.reconcile(&desired).await.unwrap();
+        let first = bgp.views.lock().unwrap()["lo"].clone();
+        assert!(bgp.peers.lock().await["lo"].spec.gtsm, "single-hop eBGP with GTSM on");
+        bgp.reconcile(&desired).await.unwrap();
+        let second = bgp.views.lock().unwrap()["lo"].clone();
+        assert!(first.same_channel(&second), "the same session task, not a restarted one");
+
+        // A refused peer, then removed: its reason goes with it.
+        let bad = peer().with_hold_time(Duration::from_secs(2));
+        desired.bgp.insert("bad".into(), BgpSession { peer: bad, routes: BTreeMap::new() });
+        bgp.reconcile(&desired).await.unwrap();
+        assert!(bgp.status().sessions.contains_key("bad"));
+        desired.bgp.remove("bad");
+        bgp.reconcile(&desired).await.unwrap();
+        assert!(!bgp.status().sessions.contains_key("bad"), "{:?}", bgp.status());
+        bgp.shutdown().await.unwrap();
+    }
+
+    #[test]
+    fn a_sub_second_keepalive_gives_three_times_it_as_hold_time_before_rounding() {
+        let k = |ms| peer().with_keepalive_time(Duration::from_millis(ms));
+        let refused = spec_of(&k(900)).unwrap_err();
+        assert!(refused.contains("hold time 2 s"), "{refused}");
+        assert_eq!(spec_of(&k(1000)).unwrap().fsm.hold_time, 3);
     }
 
     #[tokio::test]

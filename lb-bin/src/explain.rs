@@ -337,13 +337,22 @@ fn announce(
             continue;
         }
         let sessions = plan::bgp(config, &n.node, &assigned);
-        let to: Vec<&str> = sessions
+        let covered: Vec<(&str, Option<String>)> = sessions
             .iter()
             .filter(|(_, s)| s.routes.keys().any(|net| net.contains(&ip)))
-            .map(|(p, _)| p.as_str())
+            .map(|(p, s)| (p.as_str(), announcer_bgp::peer_problem(&s.peer)))
             .collect();
+        let to: Vec<&str> = covered.iter().filter(|(_, problem)| problem.is_none()).map(|(p, _)| *p).collect();
+        let refused: Vec<String> =
+            covered.iter().filter_map(|(p, problem)| Some(format!("{p}: {}", problem.as_ref()?))).collect();
         let (ok, why) = if !to.is_empty() {
-            (true, format!("announces it to {}", to.join(", ")))
+            let mut why = format!("announces it to {}", to.join(", "));
+            if !refused.is_empty() {
+                why.push_str(&format!("; not to {} (the speaker refuses the peer)", refused.join("; ")));
+            }
+            (true, why)
+        } else if !refused.is_empty() {
+            (false, format!("its peers are refused by the speaker: {}", refused.join("; ")))
         } else if covering.is_empty() {
             (false, "no BGPAdvertisement covers the address".to_string())
         } else if !covering.iter().any(|a| any_matches(&a.node_selectors, &n.node.labels)) {
@@ -504,7 +513,8 @@ async fn service_events(client: &kube::Client, ns: &str, name: &str) -> Vec<Stri
             (at, line)
         })
         .collect();
-    events.sort();
+    // By instant, not by text: fractions of a second are written with varying digits.
+    events.sort_by_key(|(at, line)| (lbcore::service::parse_rfc3339(at).unwrap_or_default(), line.clone()));
     let skip = events.len().saturating_sub(20);
     events.into_iter().skip(skip).map(|(_, l)| l).collect()
 }
@@ -549,8 +559,9 @@ pub async fn explain_cluster(args: &Args, kubeconfig: &std::path::Path) -> Resul
     let validated = config::validate(&res).map_err(|d| {
         invalid(
             d,
-            "the controller and the speakers keep running the last valid configuration until it is fixed \
-             (their logs say so, and metallb_k8s_client_config_stale_bool is 1); what they do now cannot be \
+            "the controller and the speakers keep running the last valid configuration, if one ever loaded, \
+             until it is fixed (their logs say so; metallb_k8s_client_config_stale_bool is 1, and \
+             metallb_k8s_client_config_loaded_bool says whether one loaded); what they do now cannot be \
              worked out from this one",
         )
     })?;

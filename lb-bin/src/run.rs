@@ -420,8 +420,11 @@ pub(crate) fn bgp_announcer(listen: &str, gtsm: bool) -> Result<BgpAnnouncer> {
     let bgp = BgpAnnouncer::new();
     bgp.set_gtsm(gtsm);
     if listen != "off" {
-        let addr: std::net::SocketAddr =
-            listen.parse().map_err(|_| Error::Invalid(format!("--bgp-listen {listen:?}: not an address:port")))?;
+        let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+            Error::Invalid(format!(
+                "--bgp-listen {listen:?}: not an address:port (for example [::]:179 for both families, or off)"
+            ))
+        })?;
         if let Err(e) = bgp.listen(addr) {
             tracing::warn!(%addr, error = %e, "cannot listen for BGP connections; connecting to peers only");
         }

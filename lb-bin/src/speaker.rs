@@ -96,7 +96,8 @@ pub struct Args {
 /// An instant: seconds and nanoseconds since the Unix epoch.
 type Stamp = (i64, u32);
 
-/// A claim's age: the API server's creation second, then the node's own stamp.
+/// A claim's age: the later of the API server's creation second and the second of the
+/// node's own stamp, then that stamp.
 type ClaimAge = (i64, Stamp);
 
 /// The label that takes a node out of every load balancer (Kubernetes's own).
@@ -203,18 +204,24 @@ pub(crate) fn serving<'a>(
     ns: &str,
     name: &str,
 ) -> Serving {
-    let mut out = Serving::default();
+    serving_index(slices).remove(&(ns.to_string(), name.to_string())).unwrap_or_default()
+}
+
+/// The endpoints of every Service among `slices`, by (namespace, name): one pass over them.
+pub(crate) fn serving_index<'a>(
+    slices: impl IntoIterator<Item = &'a k8s_openapi::api::discovery::v1::EndpointSlice>,
+) -> BTreeMap<(String, String), Serving> {
+    let mut out: BTreeMap<(String, String), Serving> = BTreeMap::new();
     for slice in slices {
         let owner = slice.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name"));
-        if slice.metadata.namespace.as_deref() != Some(ns) || owner.map(String::as_str) != Some(name) {
-            continue;
-        }
+        let (Some(ns), Some(name)) = (&slice.metadata.namespace, owner) else { continue };
+        let entry = out.entry((ns.clone(), name.clone())).or_default();
         for ep in &slice.endpoints {
             let c = ep.conditions.as_ref();
             let can = c.and_then(|c| c.ready).unwrap_or(true) || c.and_then(|c| c.serving).unwrap_or(false);
             if can {
-                out.any = true;
-                out.nodes.extend(ep.node_name.clone());
+                entry.any = true;
+                entry.nodes.extend(ep.node_name.clone());
             }
         }
     }
@@ -353,6 +360,7 @@ impl Speaker {
     fn services(&self, config: &Config) -> Vec<Svc> {
         let class = self.args.lb_class.as_deref();
         let mut out = Vec::new();
+        let mut endpoints = serving_index(self.stores.slices.items.values());
         for svc in self.stores.services.items.values() {
             let Some(spec) = &svc.spec else { continue };
             if spec.type_.as_deref() != Some("LoadBalancer") || spec.load_balancer_class.as_deref() != class {
@@ -372,7 +380,7 @@ impl Speaker {
             let labels: Labels = svc.metadata.labels.clone().unwrap_or_default();
             let local = spec.external_traffic_policy.as_deref() == Some("Local");
             // As MetalLB: a Service no endpoint can serve is announced nowhere.
-            let Serving { any, nodes: ready_nodes } = serving(self.stores.slices.items.values(), &k.0, &k.1);
+            let Serving { any, nodes: ready_nodes } = endpoints.remove(&k).unwrap_or_default();
             if !any {
                 continue;
             }
@@ -431,22 +439,34 @@ impl Speaker {
             else {
                 continue;
             };
-            // Creation times are whole seconds: a claim from the start's own second counts.
-            // For this node, its own start is known without waiting for its Lease to say so.
-            let start = if node == me { Some(&self.started) } else { started.get(node.as_str()) };
-            if start.is_some_and(|s| since.0 < s.0) {
-                continue;
-            }
             let stamp = st
                 .metadata
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(CLAIMED_AT))
-                .and_then(|t| lbcore::service::parse_rfc3339(t))
-                .unwrap_or_default();
+                .and_then(|t| lbcore::service::parse_rfc3339(t));
+            // For this node, its own start is known without waiting for its Lease to say so.
+            let start = if node == me { Some(&self.started) } else { started.get(node.as_str()) };
+            let before_start = match (stamp, start) {
+                // The claim's stamp and the start (the Lease's acquireTime) are both the
+                // node's own clock. The object's creation time is not: it stays from before a
+                // crash when the restarted speaker writes the object again.
+                (Some(at), Some(s)) => at < *s,
+                // No stamp (written by an older speaker): creation times are whole seconds,
+                // so a claim from the start's own second counts.
+                (None, Some(s)) => since.0 < s.0,
+                (_, None) => false,
+            };
+            if before_start {
+                continue;
+            }
+            // The age's second: the later of creation and stamp, so that an object kept from
+            // before a crash and claimed again counts from the new claim.
+            let second = stamp.map_or(since.0, |at| since.0.max(at.0));
+            let stamp = stamp.unwrap_or_default();
             if let Some(svc) = services.iter().find(|v| v.key.0 == *ns && v.key.1 == *name) {
                 for (ip, _) in &svc.assigned.ips {
-                    current.entry(*ip).or_default().push(((since.0, stamp), node.as_str()));
+                    current.entry(*ip).or_default().push(((second, stamp), node.as_str()));
                 }
             }
         }
@@ -475,7 +495,9 @@ impl Speaker {
                     announced.l2.entry(s.key.clone()).or_default().extend(t.interfaces.iter().cloned());
                 }
                 for (peer, session) in &desired.bgp {
-                    if session.routes.keys().any(|net| net.contains(ip)) {
+                    // A peer the BGP announcer refuses gets nothing: do not report it.
+                    let runs = announcer_bgp::peer_problem(&session.peer).is_none();
+                    if runs && session.routes.keys().any(|net| net.contains(ip)) {
                         announced.bgp.entry(s.key.clone()).or_default().insert(peer.clone());
                     }
                 }
