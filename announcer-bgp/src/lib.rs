@@ -103,7 +103,9 @@ pub(crate) fn spec_of(peer: &BgpPeer) -> Result<PeerSpec, String> {
     let password = match &peer.password {
         Some(Password::Inline(p)) => Some(p.clone()),
         Some(Password::Secret { name, .. }) => {
-            return Err(format!("passwordSecret {name:?} needs Kubernetes; in files use password"))
+            return Err(format!(
+                "passwordSecret {name:?} is not resolved: in Kubernetes the Secret must be in the speaker's namespace with the key password; in files use password"
+            ))
         }
         None => None,
     };

@@ -105,6 +105,8 @@ pub enum Update {
     BgpStatus(watcher::Event<crds::ServiceBGPStatus>),
     /// A Lease.
     Lease(watcher::Event<Lease>),
+    /// A Secret.
+    Secret(watcher::Event<k8s_openapi::api::core::v1::Secret>),
     /// An IPAddressPool.
     Pool(watcher::Event<crds::IPAddressPool>),
     /// An L2Advertisement.
@@ -138,6 +140,8 @@ pub struct Stores {
     pub bgp_statuses: Store<crds::ServiceBGPStatus>,
     /// Leases (the speakers' liveness).
     pub leases: Store<Lease>,
+    /// Secrets in the configuration namespace (BGPPeer passwordSecret; the speaker only).
+    pub secrets: Store<k8s_openapi::api::core::v1::Secret>,
     pools: Store<crds::IPAddressPool>,
     l2: Store<crds::L2Advertisement>,
     bgp_advs: Store<crds::BGPAdvertisement>,
@@ -215,6 +219,7 @@ impl Stores {
             Update::L2Status(e) => feed(&mut self.l2_statuses, e),
             Update::BgpStatus(e) => feed(&mut self.bgp_statuses, e),
             Update::Lease(e) => feed(&mut self.leases, e),
+            Update::Secret(e) => feed(&mut self.secrets, e),
             Update::Pool(e) => feed(&mut self.pools, e),
             Update::L2(e) => feed(&mut self.l2, e),
             Update::BgpAdv(e) => feed(&mut self.bgp_advs, e),
@@ -234,6 +239,7 @@ impl Stores {
             && self.l2_statuses.ok()
             && self.bgp_statuses.ok()
             && self.leases.ok()
+            && self.secrets.ok()
             && self.pools.ok()
             && self.l2.ok()
             && self.bgp_advs.ok()

@@ -635,7 +635,15 @@ pub async fn explain_cluster(args: &Args, kubeconfig: &std::path::Path) -> Resul
             NodeInfo { node: plan::Node::new(name, labels), unfit }
         })
         .collect();
-    let mut out = build(&validated.config, &services, &svc_ns, &svc_name, args.lb_class.as_deref(), &nodes, &owners)?;
+    // The speakers read a BGPPeer's passwordSecret from their namespace; explain may not be
+    // allowed to read Secrets, and does not check it: such a peer counts as resolved.
+    let mut config = validated.config;
+    for p in &mut config.peers {
+        if let Some(config::Password::Secret { .. }) = p.password {
+            p.password = Some(config::Password::Inline(String::new()));
+        }
+    }
+    let mut out = build(&config, &services, &svc_ns, &svc_name, args.lb_class.as_deref(), &nodes, &owners)?;
     out.reported = reported;
     out.events = service_events(&client, &svc_ns, &svc_name).await;
     Ok(out)

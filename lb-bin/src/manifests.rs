@@ -143,6 +143,8 @@ pub fn objects(args: &Args) -> Vec<Value> {
             ),
             rule(&["metallb.io"], &["servicel2statuses/status", "servicebgpstatuses/status"], &["patch"]),
             rule(&["coordination.k8s.io"], &["leases"], &["get", "list", "watch", "create", "update", "delete"]),
+            // BGPPeer passwordSecret, as MetalLB's speaker reads it (this namespace only).
+            rule(&[""], &["secrets"], &["get", "list", "watch"]),
         ],
     ));
     for name in ["lb-controller", "lb-speaker"] {

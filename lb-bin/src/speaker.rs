@@ -36,7 +36,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 use lbcore::announcer::{Announcer, Desired};
-use lbcore::config::{Config, Labels};
+use lbcore::config::{Config, Labels, Password};
 use lbcore::plan::{self, Assigned};
 use serde_json::json;
 use tokio::time::Instant;
@@ -487,6 +487,7 @@ impl Speaker {
         let labels = me_node.and_then(|n| n.metadata.labels.clone()).unwrap_or_default();
         let routed = if me_alive { for_node(me) } else { Vec::new() };
         desired.bgp = plan::bgp(config, &plan::Node::new(me, labels), &routed);
+        self.resolve_passwords(&mut desired.bgp);
 
         let mut announced = Announced::default();
         for s in &services {
@@ -557,6 +558,25 @@ impl Speaker {
             self.collect_stale().await;
         }
         Ok(())
+    }
+
+    /// BGPPeer `passwordSecret`, resolved from the Secrets of the configuration namespace
+    /// (key `password`, as MetalLB reads it). A Secret that is missing, elsewhere, or without
+    /// that key leaves the peer unresolved: the BGP announcer refuses it and says why.
+    fn resolve_passwords(&self, sessions: &mut BTreeMap<String, lbcore::announcer::BgpSession>) {
+        let ns = self.args.namespace.as_str();
+        for s in sessions.values_mut() {
+            let Some(Password::Secret { name, namespace }) = &s.peer.password else { continue };
+            if namespace.as_deref().is_some_and(|n| n != ns) {
+                continue;
+            }
+            let secret = self.stores.secrets.items.get(&(ns.to_string(), name.clone()));
+            let value =
+                secret.and_then(|x| x.data.as_ref()?.get("password")).and_then(|b| String::from_utf8(b.0.clone()).ok());
+            if let Some(v) = value {
+                s.peer.password = Some(Password::Inline(v));
+            }
+        }
     }
 
     /// Says so, once (a log line and a Warning Event `announceFailed` on the Service, as
@@ -835,6 +855,7 @@ pub async fn run(args: Args) -> Result<()> {
     watches.push(stores.watch(Api::namespaced(client.clone(), &ns), Update::L2Status));
     watches.push(stores.watch(Api::namespaced(client.clone(), &ns), Update::BgpStatus));
     watches.push(stores.watch(Api::namespaced(client.clone(), &ns), Update::Lease));
+    watches.push(stores.watch(Api::namespaced(client.clone(), &ns), Update::Secret));
     let mut updates = stream::select_all(watches);
     tracing::info!(node = %args.node_name, namespace = %ns, "speaker started");
     let mut me = Speaker {

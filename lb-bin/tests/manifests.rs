@@ -198,6 +198,7 @@ Role lb-speaker: metallb.io/servicel2statuses create,delete,get,list,patch,watch
 Role lb-speaker: metallb.io/servicebgpstatuses create,delete,get,list,patch,watch
 Role lb-speaker: metallb.io/servicel2statuses/status patch
 Role lb-speaker: metallb.io/servicebgpstatuses/status patch
-Role lb-speaker: coordination.k8s.io/leases create,delete,get,list,update,watch";
+Role lb-speaker: coordination.k8s.io/leases create,delete,get,list,update,watch
+Role lb-speaker: core/secrets get,list,watch";
     assert_eq!(got.join("\n"), want);
 }

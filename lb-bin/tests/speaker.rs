@@ -245,7 +245,7 @@ fn the_speaker_announces_over_bgp_to_bird_and_says_so() {
     let conf = c.dir.path("bird.conf");
     std::fs::write(
         &conf,
-        "router id 10.78.0.2;\nprotocol device {}\nprotocol bgp tor {\n  local 10.78.0.2 as 64500;\n  neighbor 10.78.0.1 as 64512;\n  passive on;\n  ipv4 { import all; export none; };\n}\n",
+        "router id 10.78.0.2;\nprotocol device {}\nprotocol bgp tor {\n  local 10.78.0.2 as 64500;\n  neighbor 10.78.0.1 as 64512;\n  passive on;\n  password \"md5 via a Secret\";\n  ipv4 { import all; export none; };\n}\n",
     )
     .unwrap();
     let ctl = c.dir.path("bird.ctl");
@@ -261,7 +261,16 @@ fn the_speaker_announces_over_bgp_to_bird_and_says_so() {
     c.node("n1", json!({}));
     c.pool("public", json!({"addresses": ["198.51.100.0/29"]}));
     let peer = json!({"metadata": {"name": "tor"},
-        "spec": {"myASN": 64512, "peerASN": 64500, "peerAddress": "10.78.0.2", "holdTime": "9s"}});
+        "spec": {"myASN": 64512, "peerASN": 64500, "peerAddress": "10.78.0.2", "holdTime": "9s",
+                 "passwordSecret": {"name": "tor-md5", "namespace": NS}}});
+    // The TCP MD5 password comes from a Secret in the speaker's namespace, as in MetalLB.
+    c.create(
+        "",
+        "secrets",
+        NS,
+        json!({"metadata": {"name": "tor-md5"}, "type": "kubernetes.io/basic-auth",
+               "data": {"password": "bWQ1IHZpYSBhIFNlY3JldA=="}}),
+    );
     c.create("metallb.io", "bgppeers", NS, peer);
     let adv = json!({"metadata": {"name": "all"}, "spec": {"communities": ["64512:7"]}});
     c.create("metallb.io", "bgpadvertisements", NS, adv);
