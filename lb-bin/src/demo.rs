@@ -102,19 +102,24 @@ pub fn run_demo(args: &Args) -> Result<()> {
     if !root {
         return Err(Error::Invalid("lb demo needs root: it creates network namespaces (sudo lb demo)".into()));
     }
-    let mut missing: Vec<&str> = Vec::new();
-    for (tool, package) in [
-        ("ip", "iproute2"),
-        ("bird", "bird2"),
-        ("birdc", "bird2"),
-        ("arping", "arping"),
-        ("ndisc6", "ndisc6"),
-        ("ping", "iputils-ping"),
-    ] {
-        if run("sh", &["-c", &format!("command -v {tool}")]).is_err() && !missing.contains(&package) {
-            missing.push(package);
+    // The Debian packages whose programs are not on PATH.
+    let missing_packages = || {
+        let mut missing: Vec<&str> = Vec::new();
+        for (tool, package) in [
+            ("ip", "iproute2"),
+            ("bird", "bird2"),
+            ("birdc", "bird2"),
+            ("arping", "arping"),
+            ("ndisc6", "ndisc6"),
+            ("ping", "iputils-ping"),
+        ] {
+            if run("sh", &["-c", &format!("command -v {tool}")]).is_err() && !missing.contains(&package) {
+                missing.push(package);
+            }
         }
-    }
+        missing
+    };
+    let missing = missing_packages();
     if !missing.is_empty() && args.install_packages {
         println!("installing the Debian packages the demo needs: {}", missing.join(" "));
         let apt = |a: &[&str]| {
@@ -125,6 +130,14 @@ pub fn run_demo(args: &Args) -> Result<()> {
         install.extend(missing.iter().copied());
         if !(apt(&["update", "-qq"]) && apt(&install)) {
             return Err(Error::Invalid(format!("apt-get could not install {}", missing.join(" "))));
+        }
+        let still = missing_packages();
+        if !still.is_empty() {
+            return Err(Error::Invalid(format!(
+                "apt-get installed {}, but their programs are not on PATH ({}): add /usr/sbin and /sbin to PATH (sudo does), then run it again",
+                still.join(" "),
+                std::env::var("PATH").unwrap_or_default()
+            )));
         }
     } else if !missing.is_empty() {
         return Err(Error::Invalid(format!(
