@@ -39,6 +39,7 @@ pub mod codec;
 mod rib;
 mod session;
 mod sockopt;
+mod table;
 #[doc(hidden)]
 pub mod wire;
 
@@ -52,6 +53,7 @@ use lbcore::config::{BgpPeer, Password, PeerAddress, PeerAsn};
 
 use session::driver::{Peer, PeerSpec};
 use session::fsm::{self, PeerAs, State};
+use table::RouteTable;
 use wire::Notification;
 
 /// Default hold time when a BGPPeer sets none (MetalLB's).
@@ -274,7 +276,7 @@ impl BgpAnnouncer {
                 if let Ok(mut e) = self.errors.lock() {
                     e.remove(name);
                 }
-                let peer = Peer::spawn(spec.clone(), Arc::new(s.routes.clone()));
+                let peer = Peer::spawn(spec.clone(), Arc::new(RouteTable::from_map(&s.routes)));
                 Some(Running { spec, peer, graceful: s.peer.graceful_restart })
             }
             Err(why) => {
@@ -331,7 +333,7 @@ impl Announcer for BgpAnnouncer {
             let same = peers.get(name).is_some_and(|r| self.effective_spec(&s.peer).is_ok_and(|spec| spec == r.spec));
             if same {
                 if let Some(r) = peers.get(name) {
-                    r.peer.set_routes(Arc::new(s.routes.clone()));
+                    r.peer.set_routes(Arc::new(RouteTable::from_map(&s.routes)));
                 }
                 continue;
             }

@@ -7,14 +7,16 @@
 //! same way. Invariant: after the UPDATEs returned by `diff` or `full` are sent, the peer
 //! holds exactly the desired routes, and `sent` says so.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use ipnet::IpNet;
 use lbcore::announcer::RouteAttrs;
 use lbcore::config::Community;
 
+use crate::table::RouteTable;
 use crate::wire::iana::{AFI_IPV6, SAFI_UNICAST};
 use crate::wire::update::{prefix_len, AsSegment, MpReach, MpUnreach, AS_SEQUENCE};
 use crate::wire::{Attrs, Update};
@@ -46,7 +48,9 @@ pub struct PeerCtx {
 /// The routes announced to one peer.
 #[derive(Debug, Clone, Default)]
 pub struct AdjRibOut {
-    sent: BTreeMap<IpNet, RouteAttrs>,
+    /// Exactly the routes of the last desired table this session can carry: the desired
+    /// table itself (shared) when it carries them all.
+    sent: Arc<RouteTable>,
 }
 
 fn is_v4(p: &IpNet) -> bool {
@@ -55,36 +59,72 @@ fn is_v4(p: &IpNet) -> bool {
 
 impl AdjRibOut {
     /// What the peer holds from us.
-    pub fn sent(&self) -> &BTreeMap<IpNet, RouteAttrs> {
+    pub fn sent(&self) -> &RouteTable {
         &self.sent
     }
 
     /// Forgets everything (the session went down: the peer dropped our routes).
     pub fn clear(&mut self) {
-        self.sent.clear();
+        self.sent = Arc::default();
     }
 
     /// The UPDATEs that take the peer from what was sent to `desired`.
-    pub fn diff(&mut self, desired: &BTreeMap<IpNet, RouteAttrs>, cx: &PeerCtx) -> Vec<Update> {
+    pub fn diff(&mut self, desired: &Arc<RouteTable>, cx: &PeerCtx) -> Vec<Update> {
+        if Arc::ptr_eq(&self.sent, desired) {
+            return Vec::new();
+        }
         let ok = |p: &IpNet, a: &RouteAttrs| carries(p, a, cx);
-        let withdrawn: Vec<IpNet> =
-            self.sent.keys().filter(|p| desired.get(*p).is_none_or(|a| !ok(p, a))).copied().collect();
-        let changed: Vec<(&IpNet, &RouteAttrs)> =
-            desired.iter().filter(|(p, a)| ok(p, a) && self.sent.get(*p) != Some(*a)).collect();
+        // Both tables are in prefix order: one merge walk finds the withdrawn routes (sent,
+        // and no longer desired or no longer carried) and the changed ones (desired and
+        // carried, and not sent with the same attributes).
+        let mut withdrawn: Vec<IpNet> = Vec::new();
+        let mut changed: Vec<(IpNet, u32)> = Vec::new();
+        let mut all_carried = true;
+        let (old, new) = (self.sent.indexed(), desired.indexed());
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() || j < new.len() {
+            let order = match (old.get(i), new.get(j)) {
+                (Some(o), Some(n)) => o.0.cmp(&n.0),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    withdrawn.push(old[i].0);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    let (p, a) = new[j];
+                    if ok(&p, &desired.attrs()[a as usize]) {
+                        changed.push((p, a));
+                    } else {
+                        all_carried = false;
+                    }
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    let (p, a) = new[j];
+                    let attrs = &desired.attrs()[a as usize];
+                    if !ok(&p, attrs) {
+                        all_carried = false;
+                        withdrawn.push(p);
+                    } else if self.sent.attrs()[old[i].1 as usize] != *attrs {
+                        changed.push((p, a));
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
         let mut out = withdrawals(&withdrawn, cx);
-        out.extend(announcements(&changed, cx));
-        for p in &withdrawn {
-            self.sent.remove(p);
-        }
-        for (p, a) in changed {
-            self.sent.insert(*p, a.clone());
-        }
+        out.extend(announcements(&changed, desired, cx));
+        self.sent = if all_carried { Arc::clone(desired) } else { Arc::new(desired.filtered(ok)) };
         out
     }
 
     /// Everything in `desired`, as for a new session or a ROUTE-REFRESH.
-    pub fn full(&mut self, desired: &BTreeMap<IpNet, RouteAttrs>, cx: &PeerCtx) -> Vec<Update> {
-        self.sent.clear();
+    pub fn full(&mut self, desired: &Arc<RouteTable>, cx: &PeerCtx) -> Vec<Update> {
+        self.clear();
         self.diff(desired, cx)
     }
 }
@@ -208,15 +248,29 @@ fn path_attrs(a: &RouteAttrs, v6: bool, cx: &PeerCtx) -> Attrs {
     }
 }
 
-fn announcements(routes: &[(&IpNet, &RouteAttrs)], cx: &PeerCtx) -> Vec<Update> {
-    // Group by (family, attributes) in a deterministic order.
+fn announcements(routes: &[(IpNet, u32)], table: &RouteTable, cx: &PeerCtx) -> Vec<Update> {
+    // Group by (family, attributes as encoded on this session) in a deterministic order:
+    // two sets that differ only where this session does not look (LOCAL_PREF on eBGP, a
+    // next hop equal to the local address) go in the same UPDATEs. Each set of the table is
+    // encoded once per family.
+    let mut keys: HashMap<(bool, u32), (bool, Vec<u8>)> = HashMap::new();
     let mut groups: BTreeMap<(bool, Vec<u8>), (Attrs, Vec<IpNet>)> = BTreeMap::new();
     for &(p, a) in routes {
-        let v6 = !is_v4(p);
-        let attrs = path_attrs(a, v6, cx);
-        let mut key = BytesMut::new();
-        attrs.encode(&mut key, true);
-        groups.entry((v6, key.to_vec())).or_insert_with(|| (attrs, Vec::new())).1.push(*p);
+        let v6 = !is_v4(&p);
+        let key = keys
+            .entry((v6, a))
+            .or_insert_with(|| {
+                let attrs = path_attrs(&table.attrs()[a as usize], v6, cx);
+                let mut key = BytesMut::new();
+                attrs.encode(&mut key, true);
+                let key = (v6, key.to_vec());
+                groups.entry(key.clone()).or_insert_with(|| (attrs, Vec::new()));
+                key
+            })
+            .clone();
+        if let Some(g) = groups.get_mut(&key) {
+            g.1.push(p);
+        }
     }
     let mut out = Vec::new();
     for ((v6, _), (attrs, prefixes)) in groups {
@@ -278,6 +332,10 @@ mod tests {
             .collect()
     }
 
+    fn t(routes: &BTreeMap<IpNet, RouteAttrs>) -> Arc<RouteTable> {
+        Arc::new(RouteTable::from_map(routes))
+    }
+
     fn decode_all(updates: &[Update], c: &PeerCtx) -> Vec<Update> {
         updates
             .iter()
@@ -300,14 +358,14 @@ mod tests {
     fn many_routes_sharing_attributes_are_packed_to_the_size_limit() {
         let c = cx(false);
         let desired = routes(10_000, false, &RouteAttrs::default());
-        let ups = AdjRibOut::default().diff(&desired, &c);
+        let ups = AdjRibOut::default().diff(&t(&desired), &c);
         // 5 octets per /32; about 810 per 4096-octet message.
         assert_eq!(ups.len(), 10_000usize.div_ceil((4096 - 48 + 5) / 5).max(13));
         let back = decode_all(&ups, &c);
         let n: usize = back.iter().map(|u| u.nlri.len()).sum();
         assert_eq!(n, 10_000);
         assert!(back.iter().all(|u| u.attrs.as_path == Some(vec![AsSegment { kind: AS_SEQUENCE, asns: vec![64512] }])));
-        let v6 = AdjRibOut::default().diff(&routes(1000, true, &RouteAttrs::default()), &c);
+        let v6 = AdjRibOut::default().diff(&t(&routes(1000, true, &RouteAttrs::default())), &c);
         let back6 = decode_all(&v6, &c);
         assert_eq!(back6.iter().map(|u| u.attrs.mp_reach.as_ref().unwrap().nlri.len()).sum::<usize>(), 1000);
         assert!(v6.len() <= 5, "{} UPDATEs for 1000 /128s", v6.len());
@@ -318,11 +376,11 @@ mod tests {
         let c = cx(true);
         let mut rib = AdjRibOut::default();
         let mut desired = routes(3, false, &RouteAttrs::default());
-        assert_eq!(rib.diff(&desired, &c).len(), 1);
-        assert!(rib.diff(&desired, &c).is_empty(), "nothing changed, nothing sent");
+        assert_eq!(rib.diff(&t(&desired), &c).len(), 1);
+        assert!(rib.diff(&t(&desired), &c).is_empty(), "nothing changed, nothing sent");
         let gone = *desired.keys().next().unwrap();
         desired.remove(&gone);
-        let ups = rib.diff(&desired, &c);
+        let ups = rib.diff(&t(&desired), &c);
         assert_eq!(ups.len(), 1);
         assert_eq!(
             ups[0].withdrawn,
@@ -333,7 +391,7 @@ mod tests {
         );
         let p = *desired.keys().next().unwrap();
         desired.insert(p, RouteAttrs { local_pref: Some(300), ..Default::default() });
-        let ups = decode_all(&rib.diff(&desired, &c), &c);
+        let ups = decode_all(&rib.diff(&t(&desired), &c), &c);
         assert_eq!(ups.len(), 1);
         assert_eq!(ups[0].attrs.local_pref, Some(300));
         assert_eq!(ups[0].nlri.len(), 1, "only the changed route");
@@ -346,12 +404,12 @@ mod tests {
             communities: BTreeSet::from([Community::Standard(65535, 65281), Community::Large(64512, 1, 2)]),
             next_hop: None,
         };
-        let i = decode_all(&AdjRibOut::default().diff(&routes(1, false, &attrs), &cx(true)), &cx(true));
+        let i = decode_all(&AdjRibOut::default().diff(&t(&routes(1, false, &attrs)), &cx(true)), &cx(true));
         assert_eq!(i[0].attrs.local_pref, Some(DEFAULT_LOCAL_PREF));
         assert_eq!(i[0].attrs.as_path, Some(vec![]));
         assert_eq!(i[0].attrs.communities, vec![0xffff_ff01]);
         assert_eq!(i[0].attrs.large_communities, vec![(64512, 1, 2)]);
-        let e = decode_all(&AdjRibOut::default().diff(&routes(1, false, &attrs), &cx(false)), &cx(false));
+        let e = decode_all(&AdjRibOut::default().diff(&t(&routes(1, false, &attrs)), &cx(false)), &cx(false));
         assert_eq!(e[0].attrs.local_pref, None);
         assert_eq!(e[0].attrs.next_hop, Some("192.0.2.1".parse().unwrap()));
     }
@@ -360,13 +418,13 @@ mod tests {
     fn withdrawals_are_packed_too_and_ipv6_uses_mp_unreach() {
         let c = cx(false);
         let mut rib = AdjRibOut::default();
-        rib.diff(&routes(2000, false, &RouteAttrs::default()), &c);
-        let ups = rib.diff(&BTreeMap::new(), &c);
+        rib.diff(&t(&routes(2000, false, &RouteAttrs::default())), &c);
+        let ups = rib.diff(&t(&BTreeMap::new()), &c);
         assert_eq!(ups.len(), 3);
         assert_eq!(ups.iter().map(|u| u.withdrawn.len()).sum::<usize>(), 2000);
         let mut rib6 = AdjRibOut::default();
-        rib6.diff(&routes(10, true, &RouteAttrs::default()), &c);
-        let w = decode_all(&rib6.diff(&BTreeMap::new(), &c), &c);
+        rib6.diff(&t(&routes(10, true, &RouteAttrs::default())), &c);
+        let w = decode_all(&rib6.diff(&t(&BTreeMap::new()), &c), &c);
         assert_eq!(w[0].attrs.mp_unreach.as_ref().unwrap().withdrawn.len(), 10);
     }
 
@@ -376,7 +434,7 @@ mod tests {
         let mut rib = AdjRibOut::default();
         let mut both = routes(2, true, &RouteAttrs::default());
         both.extend(routes(2, false, &RouteAttrs::default()));
-        let ups = decode_all(&rib.diff(&both, &c), &c);
+        let ups = decode_all(&rib.diff(&t(&both), &c), &c);
         assert!(ups.iter().all(|u| u.attrs.mp_reach.is_none() && u.attrs.mp_unreach.is_none()));
         assert_eq!(rib.sent().len(), 2);
     }
@@ -385,9 +443,48 @@ mod tests {
     fn routes_without_a_next_hop_of_their_family_are_held_back() {
         let c = PeerCtx { next_hop_v6: None, ..cx(false) };
         let mut rib = AdjRibOut::default();
-        let ups = rib.diff(&routes(2, true, &RouteAttrs::default()), &c);
+        let ups = rib.diff(&t(&routes(2, true, &RouteAttrs::default())), &c);
         assert!(ups.is_empty());
-        assert!(rib.sent().is_empty());
+        assert_eq!(rib.sent().len(), 0);
+    }
+
+    #[test]
+    fn sets_that_differ_only_where_the_session_does_not_look_share_updates() {
+        // LOCAL_PREF is not sent on eBGP, and a next hop equal to the local address is the
+        // default one: all three sets encode alike on this session.
+        let c = cx(false);
+        let mut desired = routes(3, false, &RouteAttrs::default());
+        let mut keys = desired.keys().copied();
+        let (a, b) = (keys.next().unwrap(), keys.next().unwrap());
+        desired.insert(a, RouteAttrs { local_pref: Some(300), ..Default::default() });
+        desired.insert(b, RouteAttrs { next_hop: c.next_hop_v4.map(IpAddr::V4), ..Default::default() });
+        let table = t(&desired);
+        assert_eq!(table.attrs().len(), 3);
+        let ups = decode_all(&AdjRibOut::default().diff(&table, &c), &c);
+        assert_eq!(ups.len(), 1);
+        assert_eq!(ups[0].nlri.len(), 3);
+        // On iBGP LOCAL_PREF is sent: the route with 300 goes apart.
+        let i = decode_all(&AdjRibOut::default().diff(&table, &cx(true)), &cx(true));
+        assert_eq!(i.len(), 2);
+        assert_eq!(i.iter().map(|u| u.nlri.len()).sum::<usize>(), 3);
+    }
+
+    #[test]
+    fn a_table_the_session_carries_whole_is_shared_not_copied() {
+        let c = cx(false);
+        let table = t(&routes(5, false, &RouteAttrs::default()));
+        let mut rib = AdjRibOut::default();
+        rib.diff(&table, &c);
+        assert!(std::ptr::eq(rib.sent(), &*table), "the sent table is the desired one");
+        assert!(rib.diff(&table, &c).is_empty());
+        let v4_only = PeerCtx { ipv6: false, ..c };
+        let mut both = routes(2, true, &RouteAttrs::default());
+        both.extend(routes(2, false, &RouteAttrs::default()));
+        let both = t(&both);
+        let mut rib = AdjRibOut::default();
+        rib.diff(&both, &v4_only);
+        assert_eq!(rib.sent().len(), 2, "only what the session carries counts as sent");
+        assert!(!std::ptr::eq(rib.sent(), &*both));
     }
 
     #[test]

@@ -106,27 +106,17 @@ impl Report {
     /// per service.
     pub fn new(pools: Vec<PoolStats>, services: &[Service], outcomes: Vec<Outcome>, warnings: &[Diagnostic]) -> Self {
         let pools = pools.into_iter().map(|s| PoolRow { name: s.name, size: s.size, assigned: s.assigned }).collect();
+        print_notes(services, &outcomes);
         let services = services
             .iter()
             .zip(outcomes)
-            .map(|(s, o)| {
-                let mut distinct: Vec<String> = Vec::new();
-                for p in &o.pools {
-                    if !distinct.contains(p) {
-                        distinct.push(p.clone());
-                    }
-                }
-                if let Some(note) = &o.note {
-                    eprintln!("note: {}: {note}", s.key);
-                }
-                ServiceRow {
-                    namespace: s.key.namespace.clone(),
-                    name: s.key.name.clone(),
-                    ips: o.ips.iter().map(|ip| ip.to_string()).collect(),
-                    pool: (!distinct.is_empty()).then(|| distinct.join(",")),
-                    pools: o.pools,
-                    error: o.error,
-                }
+            .map(|(s, o)| ServiceRow {
+                namespace: s.key.namespace.clone(),
+                name: s.key.name.clone(),
+                ips: o.ips.iter().map(|ip| ip.to_string()).collect(),
+                pool: distinct_pools(&o.pools),
+                pools: o.pools,
+                error: o.error,
             })
             .collect();
         Report { pools, services, warnings: warnings.iter().map(|w| w.to_string()).collect() }
@@ -143,19 +133,68 @@ impl Report {
             self.pools.iter().map(|p| [p.name.clone(), p.size.to_string(), p.assigned.to_string()]).collect();
         table(out, ["POOL", "SIZE", "ASSIGNED"], pools.len(), |i| pools[i].clone())?;
         writeln!(out)?;
-        // Rows are formatted as they are written (twice: once to size the columns), never
-        // held all at once: there may be 100k services.
         let row = |i: usize| {
             let s = &self.services[i];
             let ips = if s.ips.is_empty() { "-".to_string() } else { s.ips.join(",") };
-            let pool = match (&s.pool, &s.error) {
-                (_, Some(e)) => format!("error: {e}"),
-                (Some(p), None) => p.clone(),
-                (None, None) => "-".into(),
-            };
-            [format!("{}/{}", s.namespace, s.name), ips, pool]
+            [format!("{}/{}", s.namespace, s.name), ips, pool_cell(s.pool.clone(), s.error.as_deref())]
         };
         table(out, ["SERVICE", "IPS", "POOL"], self.services.len(), row)
+    }
+}
+
+/// Prints the allocator's notes about services on stderr.
+pub fn print_notes(services: &[Service], outcomes: &[Outcome]) {
+    for (s, o) in services.iter().zip(outcomes) {
+        if let Some(note) = &o.note {
+            eprintln!("note: {}: {note}", s.key);
+        }
+    }
+}
+
+/// Writes the text tables of an allocation, as [`Report::write`] does, straight from the
+/// services and their outcomes: each row is formatted as it is written (twice: once to size
+/// the columns) and never held, so that `lb run` prints 100k services on every reload without
+/// a copy of them.
+pub fn write_tables(
+    out: &mut impl Write,
+    pools: &[PoolStats],
+    services: &[Service],
+    outcomes: &[Outcome],
+) -> Result<()> {
+    table(out, ["POOL", "SIZE", "ASSIGNED"], pools.len(), |i| {
+        let p = &pools[i];
+        [p.name.clone(), p.size.to_string(), p.assigned.to_string()]
+    })?;
+    writeln!(out)?;
+    let row = |i: usize| {
+        let (s, o) = (&services[i], &outcomes[i]);
+        let ips = if o.ips.is_empty() {
+            "-".to_string()
+        } else {
+            o.ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(",")
+        };
+        [s.key.to_string(), ips, pool_cell(distinct_pools(&o.pools), o.error.as_deref())]
+    };
+    table(out, ["SERVICE", "IPS", "POOL"], services.len().min(outcomes.len()), row)
+}
+
+/// The pools of a service's addresses, each once, joined by `,`; None when it has none.
+fn distinct_pools(pools: &[String]) -> Option<String> {
+    let mut distinct: Vec<&str> = Vec::new();
+    for p in pools {
+        if !distinct.contains(&p.as_str()) {
+            distinct.push(p);
+        }
+    }
+    (!distinct.is_empty()).then(|| distinct.join(","))
+}
+
+/// The POOL cell: the error when there is one, else the pools, else `-`.
+fn pool_cell(pool: Option<String>, error: Option<&str>) -> String {
+    match (pool, error) {
+        (_, Some(e)) => format!("error: {e}"),
+        (Some(p), None) => p,
+        (None, None) => "-".into(),
     }
 }
 

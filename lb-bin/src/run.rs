@@ -31,7 +31,7 @@ use lbcore::ipam::batch;
 use lbcore::plan::{self, Assigned, Node};
 use lbcore::service;
 
-use crate::check::Report;
+use crate::check;
 use crate::group;
 use crate::host::HostVips;
 use crate::state::State;
@@ -185,7 +185,8 @@ struct Standalone {
     announcer: L2Announcer,
     bgp: BgpAnnouncer,
     host: HostVips,
-    state: State,
+    /// The assignments, only while the state file cannot be written.
+    unsaved: Option<State>,
     running: Option<Config>,
     seen: BTreeMap<PathBuf, Option<SystemTime>>,
     /// The configuration's `kind: Node` entries: labels and membership address.
@@ -237,35 +238,39 @@ impl Standalone {
         for w in &validated.warnings {
             tracing::warn!("{w}");
         }
+        // The state file is the record of the assignments (as Service status is in
+        // Kubernetes), read at each reload rather than kept in memory: 100k entries cost
+        // about 12 MB. Only when it could not be written does a copy stay here.
+        let state = self.unsaved.take().unwrap_or_else(|| State::load(&self.args.state_file));
         for s in &mut services {
-            if let Some(ips) = self.state.services.get(&s.key.to_string()) {
+            if let Some(ips) = state.services.get(&s.key.to_string()) {
                 s.status_ips.clone_from(ips);
             }
         }
+        drop(state);
         let (alloc, outcomes) = batch::assign_all(&validated.config.pools, &services, self.args.lb_class.as_deref());
         let pool_stats = alloc.stats();
         drop(alloc);
+        self.save_state(&services, &outcomes);
         let mut assigned = Vec::new();
         let mut pool_names: BTreeMap<&str, Arc<str>> = BTreeMap::new();
-        self.state.services.clear();
         for (s, o) in services.iter().zip(&outcomes) {
             if !o.ips.is_empty() {
-                self.state.services.insert(s.key.to_string(), o.ips.clone());
                 let labels = s.restore_request().labels.clone();
                 let pools = o.pools.iter().map(|p| pool_names.entry(p).or_insert_with(|| p.as_str().into()).clone());
                 assigned.push(Assigned { labels, ips: o.ips.iter().copied().zip(pools).collect() });
             }
         }
         drop(pool_names);
-        if let Err(e) = self.state.save(&self.args.state_file) {
-            tracing::warn!(path = %self.args.state_file.display(), error = %e, "cannot write the state file");
-        }
-        let report = Report::new(pool_stats, &services, outcomes, &validated.warnings);
-        drop(services);
-        if let Err(e) = report.write(&mut std::io::stdout().lock(), false) {
+        check::print_notes(&services, &outcomes);
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        if let Err(e) = check::write_tables(&mut out, &pool_stats, &services, &outcomes)
+            .and_then(|()| std::io::Write::flush(&mut out).map_err(Error::from))
+        {
             tracing::warn!(error = %e, "cannot print the assignment table");
         }
-        drop(report);
+        drop(outcomes);
+        drop(services);
         // This host's labels: its Node entry's, then the flags'.
         let mut labels = nodes.get(&self.node.name).map(|n| n.0.clone()).unwrap_or_default();
         labels.extend(self.flag_labels.clone());
@@ -300,6 +305,25 @@ impl Standalone {
         }
         self.bgp.reconcile(&bgp).await.map_err(Error::Announce)?;
         Ok(())
+    }
+
+    /// Writes the assignments to the state file, in key order; when it cannot be written, keeps
+    /// them for the next reload.
+    fn save_state(&mut self, services: &[service::Service], outcomes: &[batch::Outcome]) {
+        let mut order: Vec<usize> =
+            (0..services.len().min(outcomes.len())).filter(|&i| !outcomes[i].ips.is_empty()).collect();
+        // The order of the keys as text ("namespace/name"), as a map of them has it.
+        let text = |i: usize| {
+            let k = &services[i].key;
+            k.namespace.bytes().chain(std::iter::once(b'/')).chain(k.name.bytes())
+        };
+        order.sort_by(|&a, &b| text(a).cmp(text(b)));
+        let entries = order.iter().map(|&i| (services[i].key.to_string(), outcomes[i].ips.as_slice()));
+        if let Err(e) = crate::state::save_entries(&self.args.state_file, entries) {
+            tracing::warn!(path = %self.args.state_file.display(), error = %e, "cannot write the state file; the assignments are kept in memory until it can be");
+            let services = order.iter().map(|&i| (services[i].key.to_string(), outcomes[i].ips.clone())).collect();
+            self.unsaved = Some(State { services });
+        }
     }
 
     /// Starts this host's membership once (its address from the flag or its Node entry), and
@@ -449,7 +473,6 @@ pub async fn run(args: Args) -> Result<()> {
         (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?, sig(SignalKind::hangup())?);
     let announcer = L2Announcer::start(settings).map_err(Error::Announce)?;
     let bgp = bgp_announcer(&args.bgp_listen, args.bgp_gtsm)?;
-    let state = State::load(&args.state_file);
     let mut me = Standalone {
         args,
         node,
@@ -457,7 +480,7 @@ pub async fn run(args: Args) -> Result<()> {
         announcer,
         bgp,
         host: HostVips::default(),
-        state,
+        unsaved: None,
         running: None,
         seen: BTreeMap::new(),
         nodes: BTreeMap::new(),

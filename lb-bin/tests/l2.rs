@@ -242,6 +242,88 @@ fn reloads_on_file_change_and_sighup_keeps_the_last_good_config_and_withdraws_on
     assert_eq!(sysctl("net.ipv4.conf.all.arp_ignore"), "0", "sysctls restored");
 }
 
+/// A configuration with the pool and these services (t/NAME, one port each), in this order.
+fn services(names: &[&str]) -> String {
+    let mut y = config(false).split("---\napiVersion: v1\nkind: Service").next().unwrap().to_string();
+    for (i, n) in names.iter().enumerate() {
+        y.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {n}, namespace: t}}\nspec: {{type: LoadBalancer, ports: [{{port: {}}}]}}\n",
+            8000 + i
+        ));
+    }
+    y
+}
+
+/// The addresses of `svc` in the last assignment table `lb run` printed.
+fn assigned(stdout: &str, svc: &str) -> Option<String> {
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(svc).filter(|rest| rest.starts_with(' ')))
+        .and_then(|rest| rest.split_whitespace().next().map(str::to_string))
+}
+
+#[test]
+fn assignments_survive_reloads_and_restarts_through_the_state_file_or_memory_when_it_cannot_be_written() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    let lab = Lab::new(false);
+    let cfg = lab.dir.path("lb.yaml");
+    let state = lab.dir.path("state.json");
+    let saved = |svc: &str| -> Option<String> {
+        let text = std::fs::read_to_string(&state).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some(v["services"][svc][0].as_str()?.to_string())
+    };
+    std::fs::write(&cfg, services(&["web", "api"])).unwrap();
+    let mut lb = lab.lb();
+    assert!(eventually(Duration::from_secs(10), || saved("t/api").is_some()), "{}", lb.stderr());
+    assert_eq!(saved("t/web").as_deref(), Some("192.0.2.16"));
+    assert_eq!(saved("t/api").as_deref(), Some("192.0.2.17"));
+
+    // Services in the other order, and a new one first: without the record of the
+    // assignments, allocation in file order would give t/new .16 and move the others.
+    std::fs::write(&cfg, services(&["new", "api", "web"])).unwrap();
+    assert!(eventually(Duration::from_secs(6), || saved("t/new").is_some()), "{}", lb.stderr());
+    assert_eq!(saved("t/web").as_deref(), Some("192.0.2.16"), "a reload moves no address");
+    assert_eq!(saved("t/api").as_deref(), Some("192.0.2.17"));
+    assert_eq!(saved("t/new").as_deref(), Some("192.0.2.18"));
+    lb.signal("TERM");
+    assert_eq!(lb.wait(Duration::from_secs(5)), Some(0), "{}", lb.stderr());
+
+    // A restart, with yet another order: the state file keeps every address.
+    std::fs::write(&cfg, services(&["web", "new", "api"])).unwrap();
+    let mut lb = lab.lb();
+    assert!(eventually(Duration::from_secs(10), || assigned(&lb.stdout(), "t/api").is_some()), "{}", lb.stderr());
+    let out = lb.stdout();
+    assert_eq!(assigned(&out, "t/web").as_deref(), Some("192.0.2.16"), "{out}");
+    assert_eq!(assigned(&out, "t/new").as_deref(), Some("192.0.2.18"), "{out}");
+    assert_eq!(assigned(&out, "t/api").as_deref(), Some("192.0.2.17"), "{out}");
+    lb.signal("TERM");
+    assert_eq!(lb.wait(Duration::from_secs(5)), Some(0), "{}", lb.stderr());
+
+    // A state file that cannot be written (its directory is a file): said once per reload,
+    // and the assignments are kept in memory, so a reload still moves nothing.
+    let blocker = lab.dir.path("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    let unwritable = blocker.join("state.json");
+    std::fs::write(&cfg, services(&["web", "api"])).unwrap();
+    let args = ["run", "-c", cfg.to_str().unwrap(), "--node", "spk", "--state-file", unwritable.to_str().unwrap()];
+    let mut lb = Proc::spawn(lab.spk.cmd(env!("CARGO_BIN_EXE_lb"), &args), &lab.dir.0, "lb");
+    let warned = |lb: &Proc, n: usize| lb.stderr().matches("cannot write the state file").count() >= n;
+    assert!(eventually(Duration::from_secs(10), || warned(&lb, 1)), "{}", lb.stderr());
+    std::fs::write(&cfg, services(&["new", "api", "web"])).unwrap();
+    assert!(eventually(Duration::from_secs(6), || assigned(&lb.stdout(), "t/new").is_some()), "{}", lb.stderr());
+    let out = lb.stdout();
+    assert_eq!(assigned(&out, "t/web").as_deref(), Some("192.0.2.16"), "{out}");
+    assert_eq!(assigned(&out, "t/api").as_deref(), Some("192.0.2.17"), "{out}");
+    assert_eq!(assigned(&out, "t/new").as_deref(), Some("192.0.2.18"), "{out}");
+    assert!(warned(&lb, 2), "{}", lb.stderr());
+    lb.signal("TERM");
+    assert_eq!(lb.wait(Duration::from_secs(5)), Some(0), "{}", lb.stderr());
+}
+
 #[test]
 fn interfaces_that_appear_or_flap_are_picked_up_without_a_restart() {
     if !prerequisites(TOOLS) {

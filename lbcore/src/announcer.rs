@@ -54,7 +54,7 @@ pub struct BgpSession {
 }
 
 /// Path attributes of one announced route, merged from every advertisement that covers it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct RouteAttrs {
     /// LOCAL_PREF (sent on iBGP sessions only).
     pub local_pref: Option<u32>,

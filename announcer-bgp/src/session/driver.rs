@@ -17,8 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use ipnet::IpNet;
-use lbcore::announcer::RouteAttrs;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -31,6 +29,7 @@ use tokio_util::codec::Decoder;
 use super::fsm::{self, Input, Output, Session, State, Timer};
 use crate::codec::{Codec, CodecError};
 use crate::rib::{end_of_rib, AdjRibOut, PeerCtx};
+use crate::table::RouteTable;
 use crate::wire::iana::{AFI_IPV4, AFI_IPV6, SAFI_UNICAST};
 use crate::wire::{Message, Notification, Open, Update};
 
@@ -55,7 +54,7 @@ pub struct PeerSpec {
 }
 
 /// The routes a session should announce.
-pub type Routes = Arc<BTreeMap<IpNet, RouteAttrs>>;
+pub type Routes = Arc<RouteTable>;
 
 /// What the session is doing, for status and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]

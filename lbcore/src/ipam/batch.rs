@@ -31,6 +31,7 @@ pub struct Outcome {
 /// `loadBalancerClass` differs from `class` are left alone, with an error saying so.
 pub fn assign_all(pools: &[Pool], services: &[Service], class: Option<&str>) -> (Allocator, Vec<Outcome>) {
     let mut alloc = Allocator::new(pools);
+    alloc.reserve(services.len());
     let mut out: Vec<Outcome> = vec![Outcome::default(); services.len()];
     let ours = |s: &Service| s.class.as_deref() == class;
     for (svc, o) in services.iter().zip(out.iter_mut()) {

@@ -184,6 +184,13 @@ impl Allocator {
         self.auto_order = order;
     }
 
+    /// Makes room for `additional` more services, so that a batch of known size (a start
+    /// with 100k services) grows the tables once instead of doubling them, which for a moment
+    /// holds the old and the new table.
+    pub fn reserve(&mut self, additional: usize) {
+        self.table.reserve(additional);
+    }
+
     /// Replaces the pools (a configuration change). Addresses still in a pool stay where
     /// they are. Returns, in key order, the services that lost an address because it left
     /// every pool: they keep their other address, if any, and must be allocated again

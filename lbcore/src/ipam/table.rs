@@ -141,6 +141,14 @@ pub(super) struct Table {
 }
 
 impl Table {
+    /// Makes room for `additional` more services (each with one address) at once.
+    pub fn reserve(&mut self, additional: usize) {
+        let more = additional.saturating_sub(self.free.len());
+        self.slots.reserve_exact(more);
+        self.index.reserve(additional);
+        self.holders.reserve(additional);
+    }
+
     pub fn len(&self) -> usize {
         self.index.len()
     }
