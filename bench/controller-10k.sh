@@ -67,8 +67,16 @@ def conn():
 def create(lo, hi):
     c = conn()
     for i in range(lo, hi):
-        body = json.dumps({"metadata": {"name": f"s{i}"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}})
-        c.request("POST", "/api/v1/namespaces/bench/services", body, {"content-type": "application/json"})
+        # As `kubectl apply` creates a Service: with its last-applied annotation, under the
+        # field manager kubectl uses (the server records managedFields for it).
+        svc = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": f"s{i}", "namespace": "bench", "labels": {"app": f"s{i}"}},
+               "spec": {"type": "LoadBalancer", "selector": {"app": f"s{i}"},
+                        "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]}}
+        svc["metadata"]["annotations"] = {
+            "kubectl.kubernetes.io/last-applied-configuration": json.dumps(svc, separators=(",", ":")) + "\n"}
+        c.request("POST", "/api/v1/namespaces/bench/services?fieldManager=kubectl-client-side-apply",
+                  json.dumps(svc), {"content-type": "application/json"})
         r = c.getresponse(); r.read()
         assert r.status == 201, r.status
 t0 = time.time()

@@ -13,11 +13,17 @@
 //!   event with 410 Gone when the version is older than the kept history;
 //! - optimistic concurrency: a write naming a stale resourceVersion gets 409 Conflict; a
 //!   write that changes nothing changes no version and wakes no watch;
-//! - errors as `Status` objects with Kubernetes' reasons and codes.
+//! - errors as `Status` objects with Kubernetes' reasons and codes;
+//! - `metadata.managedFields`: each create, update and patch records an entry for its field
+//!   manager (the `fieldManager` parameter, else the User-Agent up to its first `/`),
+//!   operation (`Update`, or `Apply` for server-side apply) and subresource, with the fields
+//!   the write set as `fieldsV1`; a client's own `managedFields` are not taken.
 //!
 //! Not spoken: authentication and authorization (every request is allowed), admission and
-//! defaulting, validation against schemas, field managers (apply is a merge), strategic
-//! merge keys (lists are replaced), protobuf, and anything not listed in
+//! defaulting, validation against schemas, field ownership (apply is a merge, never a
+//! conflict; an entry lists the fields of its manager's last write, not those it still
+//! owns, and lists are leaves), strategic merge keys (lists are replaced), protobuf, and
+//! anything not listed in
 //! [`store::RESOURCES`] (404).
 //!
 //! For tests: `/fake/writes` returns counters of writes by verb and resource, and
@@ -443,6 +449,20 @@ async fn handle(state: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Inf
         namespace: r.ns.clone(),
     });
     let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    // The field manager recorded in managedFields: the fieldManager parameter, else the
+    // client's User-Agent up to its first '/' (as the API server derives it).
+    let manager = param("fieldManager").unwrap_or_else(|| {
+        let agent = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+        agent.split('/').next().unwrap_or("unknown").to_string()
+    });
+    let write = |f: &dyn Fn(&mut Store) -> Result<Value, ApiError>| {
+        state.with(|s| {
+            s.manager = Some(manager.clone());
+            let r = f(s);
+            s.manager = None;
+            r
+        })
+    };
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(error(&ApiError::new(400, "BadRequest", "cannot read the body"))),
@@ -475,17 +495,19 @@ async fn handle(state: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Inf
             Err(ApiError::new(405, "MethodNotAllowed", "create a namespaced object in its namespace"))
         }
         (&Method::POST, None) => {
-            return Ok(match parse().and_then(|obj| state.with(|s| s.create(res, &ns, obj))) {
+            return Ok(match parse().and_then(|obj| write(&|s| s.create(res, &ns, obj.clone()))) {
                 Ok(v) => reply(201, &v),
                 Err(e) => error(&e),
             })
         }
-        (&Method::PUT, Some(name)) => parse().and_then(|obj| state.with(|s| s.replace(res, &ns, name, r.part, obj))),
+        (&Method::PUT, Some(name)) => {
+            parse().and_then(|obj| write(&|s| s.replace(res, &ns, name, r.part, obj.clone())))
+        }
         (&Method::PATCH, Some(name)) => {
             if content_type.starts_with("application/apply-patch") && param("fieldManager").is_none() {
                 Err(ApiError::new(400, "BadRequest", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"))
             } else {
-                parse().and_then(|p| state.with(|s| s.patch(res, &ns, name, r.part, &content_type, &p)))
+                parse().and_then(|p| write(&|s| s.patch(res, &ns, name, r.part, &content_type, &p)))
             }
         }
         (&Method::DELETE, Some(name)) => state.with(|s| s.delete(res, &ns, name)),

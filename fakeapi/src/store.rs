@@ -131,6 +131,9 @@ pub struct Store {
     pub floor: u64,
     tx: broadcast::Sender<Change>,
     writes: BTreeMap<String, u64>,
+    /// The field manager of the write in progress (set by the HTTP layer around each write),
+    /// recorded in `metadata.managedFields` as the API server does.
+    pub manager: Option<String>,
 }
 
 impl Default for Store {
@@ -143,6 +146,7 @@ impl Default for Store {
             floor: 0,
             tx: broadcast::channel(1 << 16).0,
             writes: BTreeMap::new(),
+            manager: None,
         }
     }
 }
@@ -232,10 +236,10 @@ impl Store {
     /// Creates an object (POST).
     pub fn create(&mut self, res: usize, ns: &str, obj: Value) -> Result<Value, ApiError> {
         self.count("POST", res, Part::Main);
-        self.insert_new(res, ns, obj)
+        self.insert_new(res, ns, obj, false)
     }
 
-    fn insert_new(&mut self, res: usize, ns: &str, mut obj: Value) -> Result<Value, ApiError> {
+    fn insert_new(&mut self, res: usize, ns: &str, mut obj: Value, apply: bool) -> Result<Value, ApiError> {
         let r = RESOURCES[res];
         if !obj.is_object() {
             return Err(ApiError::new(400, "BadRequest", "the body must be an object"));
@@ -274,6 +278,7 @@ impl Store {
         m.insert("resourceVersion".into(), json!(self.rv.to_string()));
         m.insert("creationTimestamp".into(), json!(now_rfc3339()));
         m.insert("generation".into(), json!(1));
+        m.remove("managedFields");
         if let Some(o) = obj.as_object_mut() {
             o.insert("apiVersion".into(), json!(r.api_version()));
             o.insert("kind".into(), json!(r.kind));
@@ -281,6 +286,8 @@ impl Store {
                 o.remove("status");
             }
         }
+        let written = obj.clone();
+        self.track(res, &mut obj, &written, Part::Main, apply);
         self.objects[res].insert(key, obj.clone());
         self.record(res, "ADDED", obj.clone(), None);
         Ok(obj)
@@ -292,7 +299,8 @@ impl Store {
         self.count("PUT", res, part);
         let old = self.get(res, ns, name)?;
         check_version(&new, &old, res, name)?;
-        self.commit(res, ns, name, part, old, new)
+        let fields = new.clone();
+        self.commit(res, ns, name, part, old, new, (&fields, false))
     }
 
     /// Patches an object. `kind` is the Content-Type. Server-side apply creates the object
@@ -317,7 +325,7 @@ impl Store {
                 } else {
                     return Err(e);
                 }
-                return self.insert_new(res, ns, obj);
+                return self.insert_new(res, ns, obj, true);
             }
             Err(e) => return Err(e),
         };
@@ -330,9 +338,67 @@ impl Store {
             patch::merge(&old, body)
         };
         check_version(&new, &old, res, name)?;
-        self.commit(res, ns, name, part, old, new)
+        self.commit(res, ns, name, part, old, new, (body, apply))
     }
 
+    /// Records the write in progress in `obj`'s `metadata.managedFields`, as the API server
+    /// does for every create, update and patch: one entry per manager, operation and
+    /// subresource, listing the fields the write set (`written`), time-stamped. Without a
+    /// manager (a write made by a test directly on the store) nothing is recorded.
+    fn track(&self, res: usize, obj: &mut Value, written: &Value, part: Part, apply: bool) {
+        let Some(manager) = self.manager.clone() else { return };
+        let mut fields = field_set(written);
+        if let Some(m) = fields.get_mut("f:metadata").and_then(Value::as_object_mut) {
+            for f in [
+                "f:name",
+                "f:namespace",
+                "f:uid",
+                "f:resourceVersion",
+                "f:creationTimestamp",
+                "f:generation",
+                "f:managedFields",
+            ] {
+                m.remove(f);
+            }
+            if m.is_empty() {
+                fields.as_object_mut().map(|o| o.remove("f:metadata"));
+            }
+        }
+        if let Some(o) = fields.as_object_mut() {
+            for f in ["f:apiVersion", "f:kind"] {
+                o.remove(f);
+            }
+            match part {
+                Part::Main if RESOURCES[res].status => drop(o.remove("f:status")),
+                Part::Status => o.retain(|k, _| k == "f:status"),
+                Part::Main => {}
+            }
+        }
+        let operation = if apply { "Apply" } else { "Update" };
+        let mut entry = json!({
+            "manager": manager, "operation": operation, "apiVersion": RESOURCES[res].api_version(),
+            "time": now_rfc3339(), "fieldsType": "FieldsV1", "fieldsV1": fields,
+        });
+        if part == Part::Status {
+            entry["subresource"] = json!("status");
+        }
+        let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) else { return };
+        let list = m.entry("managedFields").or_insert_with(|| json!([]));
+        if !list.is_array() {
+            *list = json!([]);
+        }
+        if let Some(list) = list.as_array_mut() {
+            let same = |e: &Value| {
+                e["manager"] == entry["manager"]
+                    && e["operation"] == entry["operation"]
+                    && e.get("subresource") == entry.get("subresource")
+            };
+            list.retain(|e| !same(e));
+            list.push(entry);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn commit(
         &mut self,
         res: usize,
@@ -341,6 +407,7 @@ impl Store {
         part: Part,
         old: Value,
         new: Value,
+        (written, apply): (&Value, bool),
     ) -> Result<Value, ApiError> {
         let r = RESOURCES[res];
         let mut out = old.clone();
@@ -367,12 +434,18 @@ impl Store {
                 }
                 set(&mut out, "apiVersion", json!(r.api_version()));
                 set(&mut out, "kind", json!(r.kind));
+                // managedFields are the server's record; a client's copy is not taken.
+                match meta(&old).and_then(|m| m.get("managedFields")) {
+                    Some(v) => set_meta(&mut out, "managedFields", v.clone()),
+                    None => remove_meta(&mut out, "managedFields"),
+                }
             }
         }
         set_meta(&mut out, "resourceVersion", old["metadata"]["resourceVersion"].clone());
         if out == old {
             return Ok(old);
         }
+        self.track(res, &mut out, written, part, apply);
         if part == Part::Main && out.get("spec") != old.get("spec") {
             let g = old["metadata"]["generation"].as_u64().unwrap_or(1) + 1;
             set_meta(&mut out, "generation", json!(g));
@@ -449,4 +522,13 @@ fn remove_meta(obj: &mut Value, field: &str) {
 /// The index in [`RESOURCES`] of a group's plural (the newest version when several).
 pub fn resource(group: &str, plural: &str) -> Option<usize> {
     RESOURCES.iter().position(|r| r.group == group && r.plural == plural)
+}
+
+/// The field set of an object as `fieldsV1` writes it: each key of a mapping as `f:KEY`,
+/// nested; anything else (a list, a scalar) is a leaf `{}`.
+fn field_set(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (format!("f:{k}"), field_set(v))).collect()),
+        _ => json!({}),
+    }
 }

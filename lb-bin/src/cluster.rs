@@ -42,6 +42,21 @@ pub fn key<K: Resource>(o: &K) -> (String, String) {
     (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
 }
 
+/// The annotation `kubectl apply` keeps the whole last applied object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what lb never reads and what is often most of an object's size: the API server's
+/// `managedFields` (a field tree per writer) and `kubectl apply`'s copy of the whole object
+/// in an annotation. lb never writes a stored object back (its writes are patches built
+/// from scratch, and Lease updates start from a fresh GET), so nothing is lost.
+fn slim<K: Resource>(o: &mut K) {
+    let m = o.meta_mut();
+    m.managed_fields = None;
+    if let Some(a) = m.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+}
+
 fn version<K: Resource>(o: &K) -> Option<u64> {
     o.meta().resource_version.as_deref().and_then(|v| v.parse().ok())
 }
@@ -50,7 +65,8 @@ impl<K: Resource + Clone> Store<K> {
     fn apply(&mut self, ev: watcher::Event<K>) {
         match ev {
             watcher::Event::Init => self.relist = Some(BTreeMap::new()),
-            watcher::Event::InitApply(o) => {
+            watcher::Event::InitApply(mut o) => {
+                slim(&mut o);
                 self.relist.get_or_insert_with(BTreeMap::new).insert(key(&o), o);
             }
             watcher::Event::InitDone => {
@@ -64,8 +80,10 @@ impl<K: Resource + Clone> Store<K> {
         }
     }
 
-    /// Keeps `o` unless the store already holds a newer version of it.
-    pub fn put(&mut self, o: K) {
+    /// Keeps `o` unless the store already holds a newer version of it (without what
+    /// lb never reads: see `slim`).
+    pub fn put(&mut self, mut o: K) {
+        slim(&mut o);
         let k = key(&o);
         let newer = match (self.items.get(&k).and_then(version), version(&o)) {
             (Some(have), Some(new)) => new >= have,
@@ -328,5 +346,51 @@ impl LastGood {
                 Some(errors)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
+
+    #[test]
+    fn stores_keep_what_lb_reads_and_drop_managed_fields_and_the_last_applied_copy() {
+        let svc = Service {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("t".into()),
+                resource_version: Some("7".into()),
+                annotations: Some(
+                    [
+                        ("metallb.io/loadBalancerIPs".to_string(), "192.0.2.7".to_string()),
+                        (LAST_APPLIED.to_string(), "{\"apiVersion\":\"v1\",\"kind\":\"Service\"}".to_string()),
+                    ]
+                    .into(),
+                ),
+                managed_fields: Some(vec![ManagedFieldsEntry {
+                    manager: Some("kubectl".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let check = |store: &Store<Service>| {
+            let kept = &store.items[&("t".to_string(), "web".to_string())];
+            assert_eq!(kept.metadata.managed_fields, None);
+            let ann = kept.metadata.annotations.clone().unwrap_or_default();
+            assert_eq!(ann.get("metallb.io/loadBalancerIPs").map(String::as_str), Some("192.0.2.7"));
+            assert!(!ann.contains_key(LAST_APPLIED));
+            assert_eq!(kept.metadata.resource_version.as_deref(), Some("7"));
+        };
+        // A write's response, and a watch's initial list.
+        let mut store: Store<Service> = Store::default();
+        store.put(svc.clone());
+        check(&store);
+        store.apply(watcher::Event::Init);
+        store.apply(watcher::Event::InitApply(svc));
+        store.apply(watcher::Event::InitDone);
+        check(&store);
     }
 }

@@ -26,7 +26,7 @@ use futures::{stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use lbcore::config::Diagnostic;
 use lbcore::ipam::batch;
@@ -36,6 +36,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::cluster::{LastGood, Stores, Update};
+use crate::events::Recorder;
 use crate::leader;
 use crate::metrics::ControllerMetrics;
 use crate::{Error, Result};
@@ -214,7 +215,7 @@ impl Controller {
                 if let Some(n) = &o.note {
                     note = format!("{note} ({n})");
                 }
-                // kube's Recorder folds events with the same reason and action on one object
+                // The Recorder (events.rs) folds events with the same reason and action on one object
                 // into a series that keeps the first note; a move must not read as the first
                 // allocation again, so it has an action of its own.
                 let moved = !status_ips(obj).is_empty();

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod controller;
 pub mod crds;
 pub mod demo;
+pub mod events;
 pub mod explain;
 pub mod group;
 pub mod host;

@@ -33,7 +33,7 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::{Client, Resource};
 use lbcore::announcer::{Announcer, Desired};
 use lbcore::config::{Config, Labels, Password};
@@ -43,6 +43,7 @@ use tokio::time::Instant;
 
 use crate::cluster::{key, LastGood, Stores, Update};
 use crate::crds;
+use crate::events::Recorder;
 use crate::membership::{self, Membership};
 use crate::metrics::SpeakerMetrics;
 use crate::run::L2Flags;

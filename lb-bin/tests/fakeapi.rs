@@ -55,6 +55,46 @@ async fn writes_are_optimistic_apply_creates_and_status_is_a_subresource() {
 }
 
 #[tokio::test]
+async fn every_write_is_recorded_in_managed_fields_per_manager_operation_and_subresource() {
+    let (_api, client) = client().await;
+    let svcs: Api<Service> = Api::namespaced(client, "web");
+    let pp = PostParams { field_manager: Some("kubectl-client-side-apply".into()), ..Default::default() };
+    let created = svcs.create(&pp, &svc("m", json!({"app": "m"}))).await.unwrap();
+    let entries = created.managed_fields();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].manager.as_deref(), Some("kubectl-client-side-apply"));
+    assert_eq!(entries[0].operation.as_deref(), Some("Update"));
+    assert_eq!(entries[0].fields_type.as_deref(), Some("FieldsV1"));
+    let fields = serde_json::to_value(&entries[0].fields_v1).unwrap();
+    assert_eq!(fields["f:spec"]["f:type"], json!({}), "{fields}");
+    assert_eq!(fields["f:metadata"]["f:labels"]["f:app"], json!({}), "{fields}");
+    assert!(fields["f:metadata"].get("f:name").is_none(), "server-set fields are not listed: {fields}");
+
+    // A status write by another manager is its own entry, on the status subresource.
+    let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}});
+    let pp = PatchParams { field_manager: Some("lb-controller".into()), ..Default::default() };
+    let s = svcs.patch_status("m", &pp, &Patch::Merge(&status)).await.unwrap();
+    let entries = s.managed_fields();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[1].manager.as_deref(), Some("lb-controller"));
+    assert_eq!(entries[1].subresource.as_deref(), Some("status"));
+    let fields = serde_json::to_value(&entries[1].fields_v1).unwrap();
+    assert!(fields.get("f:spec").is_none() && fields.get("f:status").is_some(), "{fields}");
+    // A client cannot overwrite the record: the server keeps its own.
+    let mut forged = s.clone();
+    forged.metadata.managed_fields = Some(vec![]);
+    let replaced = svcs.replace("m", &PostParams::default(), &forged).await.unwrap();
+    assert!(replaced.managed_fields().len() >= 2, "{:?}", replaced.managed_fields());
+    // Server-side apply is recorded as Apply.
+    let applied =
+        svcs.patch("m", &PatchParams::apply("helm"), &Patch::Apply(svc("m", json!({"v": "1"})))).await.unwrap();
+    assert!(applied
+        .managed_fields()
+        .iter()
+        .any(|e| e.manager.as_deref() == Some("helm") && e.operation.as_deref() == Some("Apply")));
+}
+
+#[tokio::test]
 async fn lists_page_and_watches_resume_bookmark_filter_and_expire() {
     let (api, client) = client().await;
     let svcs: Api<Service> = Api::namespaced(client, "web");
