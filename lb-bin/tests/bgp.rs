@@ -608,3 +608,133 @@ fn gtsm_sessions_come_up_only_with_a_router_that_does_gtsm_too() {
     let up = eventually(Duration::from_secs(15), || bird.has_route("192.0.2.16/32"));
     assert!(up, "{}\n{}", bird.cli("show protocols all lb4"), lb.stderr());
 }
+
+/// FRR's bgpd (Debian's `frr`, the router most MetalLB users peer with) in the router
+/// namespace: without zebra (`-Z`: no kernel routes; next hops count as reachable), its vty
+/// socket in the scratch directory.
+struct Frr<'a> {
+    lab: &'a Lab,
+    daemon: Daemon,
+    conf: PathBuf,
+}
+
+const BGPD: &str = "/usr/lib/frr/bgpd";
+
+impl<'a> Frr<'a> {
+    fn start(lab: &'a Lab, config: &str) -> Frr<'a> {
+        let conf = lab.dir.path("frr.conf");
+        std::fs::write(&conf, config).unwrap();
+        let mut f = Frr { lab, daemon: Daemon::default(), conf };
+        f.run();
+        f
+    }
+
+    fn run(&mut self) {
+        let pid = self.lab.dir.path("bgpd.pid");
+        let vty = self.lab.dir.0.to_str().unwrap().to_string();
+        let args = [
+            "-Z",
+            "-S",
+            "-n",
+            "-f",
+            self.conf.to_str().unwrap(),
+            "-i",
+            pid.to_str().unwrap(),
+            "--vty_socket",
+            &vty,
+            "-A",
+            "127.0.0.1",
+            "-P",
+            "0",
+        ];
+        self.daemon.0 = Some(Proc::spawn(self.lab.rtr.cmd(BGPD, &args), &self.lab.dir.0, "bgpd"));
+        assert!(
+            eventually(Duration::from_secs(10), || self.cli("show bgp summary").contains("BGP router identifier")),
+            "bgpd did not start"
+        );
+    }
+
+    fn cli(&self, cmd: &str) -> String {
+        let vty = self.lab.dir.0.to_str().unwrap();
+        String::from_utf8_lossy(&support::run("vtysh", &["--vty_socket", vty, "-c", cmd]).stdout).into_owned()
+    }
+
+    fn route(&self, family: &str, prefix: &str) -> String {
+        self.cli(&format!("show bgp {family} unicast {prefix}"))
+    }
+
+    fn has_route(&self, family: &str, prefix: &str) -> bool {
+        self.route(family, prefix).contains("best")
+    }
+}
+
+const FRR_CONF: &str = "frr defaults traditional\nhostname rtr\nlog stdout informational\n\
+router bgp 64500\n bgp router-id 10.9.0.2\n no bgp ebgp-requires-policy\n\
+ neighbor 10.9.0.1 remote-as 64512\n neighbor 10.9.0.1 timers 3 9\n\
+ neighbor 2001:db8:9::1 remote-as 64500\n neighbor 2001:db8:9::1 password s3cret\n\
+ address-family ipv4 unicast\n  neighbor 10.9.0.1 activate\n  no neighbor 2001:db8:9::1 activate\n exit-address-family\n\
+ address-family ipv6 unicast\n  neighbor 2001:db8:9::1 activate\n exit-address-family\n";
+
+#[test]
+fn frr_receives_ipv4_over_ebgp_and_ipv6_over_ibgp_with_md5_follows_changes_refreshes_and_restarts() {
+    if !prerequisites(&["ip", "vtysh"]) {
+        return;
+    }
+    if !std::path::Path::new(BGPD).is_file() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {BGPD} is missing (Debian package frr)");
+        eprintln!("SKIPPED: this test needs {BGPD} (Debian package frr): run ./scripts/test as root to install it");
+        return;
+    }
+    let lab = Lab::new();
+    let mut frr = Frr::start(&lab, FRR_CONF);
+    let peers = format!(
+        "{}{}",
+        peer("frr4", 64512, 64500, "10.9.0.2", ", holdTime: 9s"),
+        peer("frr6", 64500, 64500, "2001:db8:9::2", ", password: s3cret")
+    );
+    let cfg = lab.write_config(&format!("{POOL}{peers}{ADVERT}{}", services(true)));
+    let lb = lab.lb();
+    assert!(
+        eventually(Duration::from_secs(20), || frr.has_route("ipv4", "192.0.2.17/32")
+            && frr.has_route("ipv6", "2001:db8:5::1/128")),
+        "{}\n{}",
+        frr.cli("show bgp summary"),
+        lb.stderr()
+    );
+    // eBGP over IPv4: our AS in the path, the session's address as next hop, both kinds of
+    // community; no LOCAL_PREF on eBGP.
+    let r4 = frr.route("ipv4", "192.0.2.16/32");
+    assert!(r4.contains("64512") && r4.contains("10.9.0.1 from 10.9.0.1"), "{r4}");
+    assert!(r4.contains("Community: no-export"), "{r4}");
+    assert!(r4.contains("Large Community: 64512:1:2"), "{r4}");
+    assert!(r4.contains("external") && !r4.contains("localpref 250"), "{r4}");
+    // iBGP over IPv6 (TCP MD5): LOCAL_PREF from the advertisement, an empty AS path.
+    let r6 = frr.route("ipv6", "2001:db8:5::/128");
+    assert!(r6.contains("localpref 250") && r6.contains("internal"), "{r6}");
+    assert!(r6.contains("2001:db8:9::1"), "{r6}");
+    assert!(r6.contains("Local"), "an empty AS path reads Local: {r6}");
+
+    // Removing a service withdraws exactly its routes; adding it back announces them.
+    std::fs::write(&cfg, format!("{POOL}{peers}{ADVERT}{}", services(false))).unwrap();
+    assert!(eventually(Duration::from_secs(6), || !frr.has_route("ipv4", "192.0.2.17/32")), "{}", lb.stderr());
+    assert!(eventually(Duration::from_secs(6), || !frr.has_route("ipv6", "2001:db8:5::1/128")));
+    assert!(frr.has_route("ipv4", "192.0.2.16/32") && frr.has_route("ipv6", "2001:db8:5::/128"));
+    std::fs::write(&cfg, format!("{POOL}{peers}{ADVERT}{}", services(true))).unwrap();
+    assert!(eventually(Duration::from_secs(6), || frr.has_route("ipv4", "192.0.2.17/32")));
+
+    // FRR asks for the table again (ROUTE-REFRESH): lb sends it whole.
+    frr.cli("clear bgp ipv4 unicast 10.9.0.1 soft in");
+    assert!(eventually(Duration::from_secs(6), || lb.stderr().contains("ROUTE-REFRESH received")), "{}", lb.stderr());
+    assert!(frr.has_route("ipv4", "192.0.2.17/32"));
+
+    // FRR restarts: both sessions come back with the whole table.
+    frr.daemon.stop();
+    frr.run();
+    assert!(
+        eventually(Duration::from_secs(40), || frr.has_route("ipv4", "192.0.2.17/32")
+            && frr.has_route("ipv6", "2001:db8:5::1/128")),
+        "{}\n{}",
+        frr.cli("show bgp summary"),
+        lb.stderr()
+    );
+}
