@@ -15,7 +15,9 @@
 //! From a cluster (`--kubeconfig`): everything is read once from the API, as the speakers
 //! see it. The addresses are the Service's status; a node must also have a live speaker
 //! (its `lb-speaker-NODE` Lease renewed within 10 s) and, for `externalTrafficPolicy:
-//! Local`, a ready endpoint; the L2 owner is the one ServiceL2Status names.
+//! Local`, a ready endpoint; the L2 owner is the one the ServiceL2Status objects name, by the
+//! speakers' own rule when several do (the oldest claim of a live speaker that may answer:
+//! see [`crate::claims`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -177,7 +179,7 @@ pub fn explain(args: &Args) -> Result<Explanation> {
 }
 
 /// The explanation for `ns/name` among `services`: `nodes` with their fitness for this
-/// Service; `owners` the current L2 owner of an address, when known.
+/// Service; `claims` the nodes claiming each address in L2 mode, oldest claim first.
 fn build(
     config: &Config,
     services: &[service::Service],
@@ -185,7 +187,7 @@ fn build(
     name: &str,
     class: Option<&str>,
     nodes: &[NodeInfo],
-    owners: &BTreeMap<IpAddr, String>,
+    claims: &BTreeMap<IpAddr, Vec<String>>,
 ) -> Result<Explanation> {
     let key = format!("{ns}/{name}");
     let mut out = Explanation { service: key.clone(), ..Default::default() };
@@ -217,7 +219,14 @@ fn build(
     out.pools = pool_verdicts(config, svc, &o.pools);
     let request = svc.restore_request();
     for (ip, pool) in o.ips.iter().zip(&o.pools) {
-        out.announce.push(announce(config, nodes, &request.labels, *ip, pool, owners.get(ip)));
+        out.announce.push(announce(
+            config,
+            nodes,
+            &request.labels,
+            *ip,
+            pool,
+            claims.get(ip).map(Vec::as_slice).unwrap_or_default(),
+        ));
     }
     Ok(out)
 }
@@ -254,7 +263,7 @@ fn announce(
     labels: &Labels,
     ip: IpAddr,
     pool_name: &str,
-    owner: Option<&String>,
+    claims: &[String],
 ) -> AddressView {
     let mut v = AddressView { ip: ip.to_string(), pool: pool_name.to_string(), ..Default::default() };
     let Some(pool) = config.pool(pool_name) else { return v };
@@ -300,10 +309,12 @@ fn announce(
         };
         v.l2_nodes.push(Verdict { name: name.to_string(), ok, why });
     }
+    // As the speakers decide: the oldest claim of a node that may answer keeps it.
+    let owner = claims.iter().find(|c| eligible.contains(&c.as_str()));
     v.l2_owner = plan::owner(ip, &eligible, owner.map(String::as_str)).map(str::to_string);
-    if owner.is_some_and(|o| !eligible.contains(&o.as_str())) {
+    for c in claims.iter().filter(|c| !eligible.contains(&c.as_str())) {
         v.l2_nodes.push(Verdict {
-            name: owner.cloned().unwrap_or_default(),
+            name: c.clone(),
             ok: false,
             why: "claims the address (ServiceL2Status) but may not answer for it: it will be moved".into(),
         });
@@ -568,8 +579,6 @@ pub async fn explain_cluster(args: &Args, kubeconfig: &std::path::Path) -> Resul
     let services = service::load_balancer_services(&mut res).map_err(Error::Config)?;
     let (svc_ns, svc_name) = split_key(&args.service);
 
-    // The current L2 owner of each of the Service's addresses, as ServiceL2Status says.
-    let mut owners = BTreeMap::new();
     let k8s_svc = stores.services.items.values().find(|s| {
         s.metadata.namespace.as_deref() == Some(svc_ns.as_str())
             && s.metadata.name.as_deref() == Some(svc_name.as_str())
@@ -588,11 +597,19 @@ pub async fn explain_cluster(args: &Args, kubeconfig: &std::path::Path) -> Resul
         let Some(s) = &st.status else { continue };
         if let (true, Some(node)) = (ours(&s.service_namespace, &s.service_name), &s.node) {
             reported.push(format!("{node} answers ARP/NDP for it (ServiceL2Status)"));
-            for ip in &status_ips {
-                owners.insert(*ip, node.clone());
-            }
         }
     }
+    // The claims of the Service's addresses in force, oldest first, as the speakers order
+    // them (a claim from before its speaker's start does not count).
+    let starts = crate::claims::starts(stores.leases.items.values());
+    let starts = starts.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+    let mut in_force: Vec<_> = crate::claims::in_force(stores.l2_statuses.items.values(), &starts)
+        .into_iter()
+        .filter(|c| c.namespace == svc_ns && c.name == svc_name)
+        .collect();
+    in_force.sort_by(|a, b| (a.age, a.node).cmp(&(b.age, b.node)));
+    let claimants: Vec<String> = in_force.iter().map(|c| c.node.to_string()).collect();
+    let claims: BTreeMap<IpAddr, Vec<String>> = status_ips.iter().map(|ip| (*ip, claimants.clone())).collect();
     for st in stores.bgp_statuses.items.values() {
         let Some(s) = &st.status else { continue };
         if ours(&s.service_namespace, &s.service_name) {
@@ -643,7 +660,7 @@ pub async fn explain_cluster(args: &Args, kubeconfig: &std::path::Path) -> Resul
             p.password = Some(config::Password::Inline(String::new()));
         }
     }
-    let mut out = build(&config, &services, &svc_ns, &svc_name, args.lb_class.as_deref(), &nodes, &owners)?;
+    let mut out = build(&config, &services, &svc_ns, &svc_name, args.lb_class.as_deref(), &nodes, &claims)?;
     out.reported = reported;
     out.events = service_events(&client, &svc_ns, &svc_name).await;
     Ok(out)

@@ -4,6 +4,7 @@
 //! returns its errors to `main`, which alone decides exit codes.
 
 pub mod check;
+pub mod claims;
 pub mod cli;
 pub mod cluster;
 pub mod controller;

@@ -41,6 +41,7 @@ use lbcore::plan::{self, Assigned};
 use serde_json::json;
 use tokio::time::Instant;
 
+use crate::claims::{ClaimAge, Stamp, CLAIMED_AT, LEASE_PREFIX};
 use crate::cluster::{key, LastGood, Stores, Update};
 use crate::crds;
 use crate::events::Recorder;
@@ -94,21 +95,9 @@ pub struct Args {
     pub l2: L2Flags,
 }
 
-/// An instant: seconds and nanoseconds since the Unix epoch.
-type Stamp = (i64, u32);
-
-/// A claim's age: the later of the API server's creation second and the second of the
-/// node's own stamp, then that stamp.
-type ClaimAge = (i64, Stamp);
-
 /// The label that takes a node out of every load balancer (Kubernetes's own).
 pub(crate) const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
-const LEASE_PREFIX: &str = "lb-speaker-";
 const MANAGER: &str = "lb-speaker";
-/// The annotation on a ServiceL2Status that says when its node began answering, by the
-/// node's clock, to the nanosecond: creation times are whole seconds, and two claims made in
-/// one second (a split right after a take-over) must still be told apart.
-const CLAIMED_AT: &str = "lb/claimed-at";
 
 /// A Service as the planner sees it.
 struct Svc {
@@ -418,56 +407,15 @@ impl Speaker {
         // Who answers for each address now, as the status objects say: (claimed since, node).
         // A claim counts only if made by the node's current speaker process (not before the
         // start its Lease records): a speaker that restarts has lost what it held.
-        let started: BTreeMap<String, Stamp> = self
-            .stores
-            .leases
-            .items
-            .values()
-            .filter_map(|l| {
-                let node = l.metadata.name.as_deref()?.strip_prefix(LEASE_PREFIX)?;
-                let at = l.spec.as_ref()?.acquire_time.as_ref()?.0.to_string();
-                Some((node.to_string(), lbcore::service::parse_rfc3339(&at)?))
-            })
-            .collect();
-        // A claim's age: the API server's creation second, then the node's own stamp within
-        // it (so that clock skew between nodes can only reorder claims made in one second).
+        let mut started = crate::claims::starts(self.stores.leases.items.values());
+        // For this node, its own start is known without waiting for its Lease to say so.
+        started.insert(me.to_string(), self.started);
+        let started: BTreeMap<&str, Stamp> = started.iter().map(|(n, s)| (n.as_str(), *s)).collect();
         let mut current: BTreeMap<IpAddr, Vec<(ClaimAge, &str)>> = BTreeMap::new();
-        for st in self.stores.l2_statuses.items.values() {
-            let Some(s) = &st.status else { continue };
-            let (Some(ns), Some(name), Some(node)) = (&s.service_namespace, &s.service_name, &s.node) else { continue };
-            let Some(since) =
-                st.metadata.creation_timestamp.as_ref().and_then(|t| lbcore::service::parse_rfc3339(&t.0.to_string()))
-            else {
-                continue;
-            };
-            let stamp = st
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(CLAIMED_AT))
-                .and_then(|t| lbcore::service::parse_rfc3339(t));
-            // For this node, its own start is known without waiting for its Lease to say so.
-            let start = if node == me { Some(&self.started) } else { started.get(node.as_str()) };
-            let before_start = match (stamp, start) {
-                // The claim's stamp and the start (the Lease's acquireTime) are both the
-                // node's own clock. The object's creation time is not: it stays from before a
-                // crash when the restarted speaker writes the object again.
-                (Some(at), Some(s)) => at < *s,
-                // No stamp (written by an older speaker): creation times are whole seconds,
-                // so a claim from the start's own second counts.
-                (None, Some(s)) => since.0 < s.0,
-                (_, None) => false,
-            };
-            if before_start {
-                continue;
-            }
-            // The age's second: the later of creation and stamp, so that an object kept from
-            // before a crash and claimed again counts from the new claim.
-            let second = stamp.map_or(since.0, |at| since.0.max(at.0));
-            let stamp = stamp.unwrap_or_default();
-            if let Some(svc) = services.iter().find(|v| v.key.0 == *ns && v.key.1 == *name) {
+        for c in crate::claims::in_force(self.stores.l2_statuses.items.values(), &started) {
+            if let Some(svc) = services.iter().find(|v| v.key.0 == c.namespace && v.key.1 == c.name) {
                 for (ip, _) in &svc.assigned.ips {
-                    current.entry(*ip).or_default().push(((second, stamp), node.as_str()));
+                    current.entry(*ip).or_default().push((c.age, c.node));
                 }
             }
         }
@@ -476,10 +424,7 @@ impl Speaker {
             let nodes = &eligible[&ip];
             // Of several eligible claimants (after a split), the oldest claim keeps it: both
             // sides read the same objects, so they agree.
-            let claimed = current.get_mut(&ip).and_then(|c| {
-                c.sort();
-                c.iter().find(|(_, n)| nodes.contains(n)).map(|(_, n)| *n)
-            });
+            let claimed = current.get_mut(&ip).and_then(|c| crate::claims::holder(c, nodes));
             if plan::owner(ip, nodes, claimed) == Some(me) {
                 desired.l2.insert(ip, target);
             }

@@ -274,3 +274,57 @@ fn from_a_cluster_it_reads_owners_speakers_and_readiness_from_the_api() {
     assert!(!ok, "{text}");
     assert!(text.contains("clash") && text.contains("keep running the last valid configuration"), "{text}");
 }
+
+#[test]
+fn from_a_cluster_the_owner_after_a_split_is_the_oldest_claim_of_a_live_speaker() {
+    use serde_json::json;
+    use support::cluster::{Cluster, NS};
+    let c = Cluster::new("exs");
+    c.node("n1", json!({}));
+    c.node("n2", json!({}));
+    c.pool("lan", json!({"addresses": ["10.0.0.1-10.0.0.9"]}));
+    c.create("metallb.io", "l2advertisements", NS, json!({"metadata": {"name": "lan"}}));
+    c.service("www", json!({}), json!([{"port": 80}]));
+    c.patch_status("services", "web", "www", json!({"status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.5"}]}}}));
+    let now = fakeapi::store::now_rfc3339();
+    let lease = |node: &str, acquired: &str| {
+        json!({"metadata": {"name": format!("lb-speaker-{node}")},
+               "spec": {"holderIdentity": node, "renewTime": now, "acquireTime": acquired}})
+    };
+    c.create("coordination.k8s.io", "leases", NS, lease("n1", "2020-01-01T00:00:00Z"));
+    c.create("coordination.k8s.io", "leases", NS, lease("n2", "2020-01-01T00:00:00Z"));
+    // Both claim the address (a split): n2 began answering first. Its object sorts first by
+    // name too, so a reader taking the last object would name n1.
+    let res = fakeapi::store::resource("metallb.io", "servicel2statuses").unwrap();
+    let second = now.trim_end_matches('Z');
+    for (object, node, at) in [("l2-a", "n2", ".200Z"), ("l2-b", "n1", ".700Z")] {
+        let meta = json!({"name": object, "annotations": {"lb/claimed-at": format!("{second}{at}")}});
+        c.create("metallb.io", "servicel2statuses", NS, json!({"metadata": meta}));
+        let status = json!({"status": {"node": node, "serviceName": "www", "serviceNamespace": "web"}});
+        c.api
+            .shared
+            .with(|s| s.patch(res, NS, object, fakeapi::store::Part::Status, "application/merge-patch+json", &status))
+            .expect("status");
+    }
+    let kubeconfig = c.dir.path("kubeconfig");
+    let owner = || {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_lb"))
+            .args(["explain", "--kubeconfig", kubeconfig.to_str().unwrap(), "web/www", "--output", "json"])
+            .output()
+            .expect("lb runs");
+        let e: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        e["announce"][0]["l2_owner"].clone()
+    };
+    assert_eq!(owner(), "n2", "the oldest claim keeps the address, as the speakers decide");
+
+    // n2's speaker restarted after its claim: the claim is void, and n1's holds.
+    let leases = fakeapi::store::resource("coordination.k8s.io", "leases").unwrap();
+    let restarted = json!({"spec": {"acquireTime": format!("{second}.500Z")}});
+    c.api
+        .shared
+        .with(|s| {
+            s.patch(leases, NS, "lb-speaker-n2", fakeapi::store::Part::Main, "application/merge-patch+json", &restarted)
+        })
+        .expect("lease");
+    assert_eq!(owner(), "n1");
+}
