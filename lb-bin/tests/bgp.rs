@@ -738,3 +738,49 @@ fn frr_receives_ipv4_over_ebgp_and_ipv6_over_ibgp_with_md5_follows_changes_refre
         lb.stderr()
     );
 }
+
+/// `n` LoadBalancer Services (t/s0 …) and a pool of /32s large enough for them.
+fn many(n: usize) -> String {
+    let mut y = String::from(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: big}\nspec: {addresses: [10.100.0.0/16]}\n---\n\
+         apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: all}\n---\napiVersion: v1\nkind: List\nitems:\n",
+    );
+    for i in 0..n {
+        y.push_str(&format!("- {{apiVersion: v1, kind: Service, metadata: {{name: s{i}, namespace: t}}, spec: {{type: LoadBalancer}}}}\n"));
+    }
+    y
+}
+
+/// The UPDATE count of lb's last "sent UPDATE messages" log line for `peer`.
+fn updates_sent(stderr: &str, peer: &str) -> Option<u64> {
+    stderr
+        .lines()
+        .rfind(|l| l.contains("sent UPDATE messages") && l.contains(&format!("peer={peer}")))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("updates=")))
+        .and_then(|n| n.parse().ok())
+}
+
+#[test]
+fn with_extended_messages_the_table_goes_in_fewer_larger_updates() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    // 3,000 /32s: about 810 fit in a 4,096-octet UPDATE (4 UPDATEs), all of them in one of
+    // up to 65,535 octets once both sides announce extended messages (RFC 8654).
+    let lab = Lab::new();
+    let bird = Bird::start(&lab, &BIRD_EBGP4.replace("passive on;", "passive on;\n  enable extended messages on;"));
+    lab.write_config(&format!("{}{}", peer("bird", 64512, 64500, "10.9.0.2", ""), many(3000)));
+    let lb = lab.lb();
+    assert!(
+        eventually(Duration::from_secs(20), || bird.cli("show route count").contains("3000 of 3000 routes")),
+        "{}\n{}\n{}",
+        bird.cli("show route count"),
+        bird.cli("show protocols all lb4"),
+        lb.stderr()
+    );
+    let caps = bird.cli("show protocols all lb4");
+    assert!(caps.matches("Extended message").count() >= 2, "announced by both sides:\n{caps}");
+    // The count includes the End-of-RIB markers (one per family both sides announce).
+    let sent = updates_sent(&lb.stderr(), "bird").unwrap_or(u64::MAX);
+    assert!(sent <= 3, "3,000 routes fit in one extended UPDATE, {sent} sent:\n{}", lb.stderr());
+}
