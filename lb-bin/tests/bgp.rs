@@ -784,3 +784,117 @@ fn with_extended_messages_the_table_goes_in_fewer_larger_updates() {
     let sent = updates_sent(&lb.stderr(), "bird").unwrap_or(u64::MAX);
     assert!(sent <= 3, "3,000 routes fit in one extended UPDATE, {sent} sent:\n{}", lb.stderr());
 }
+
+/// OpenBGPD (Debian's `openbgpd`) in the router namespace, its control socket in the
+/// scratch directory. It chroots to its user's home, `/run/openbgpd`, which systemd would
+/// create: the test creates it when missing.
+struct OpenBgpd<'a> {
+    lab: &'a Lab,
+    daemon: Daemon,
+    conf: PathBuf,
+    sock: PathBuf,
+}
+
+impl<'a> OpenBgpd<'a> {
+    fn start(lab: &'a Lab, neighbors: &str) -> OpenBgpd<'a> {
+        std::fs::create_dir_all("/run/openbgpd").expect("OpenBGPD's chroot directory");
+        let sock = lab.dir.path("bgpd.sock");
+        let conf = lab.dir.path("openbgpd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "AS 64500\nrouter-id 10.9.0.2\nlisten on 10.9.0.2\nlisten on 2001:db8:9::2\nsocket \"{}\"\n{neighbors}allow from any\ndeny to any\n",
+                sock.display()
+            ),
+        )
+        .unwrap();
+        let mut o = OpenBgpd { lab, daemon: Daemon::default(), conf, sock };
+        o.run();
+        o
+    }
+
+    fn run(&mut self) {
+        let args = ["-d", "-f", self.conf.to_str().unwrap()];
+        self.daemon.0 = Some(Proc::spawn(self.lab.rtr.cmd("bgpd", &args), &self.lab.dir.0, "openbgpd"));
+        assert!(
+            eventually(Duration::from_secs(10), || self.cli(&["show"]).contains("Neighbor")),
+            "OpenBGPD did not start: {}",
+            std::fs::read_to_string(self.lab.dir.path("openbgpd.err")).unwrap_or_default()
+        );
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let mut a = vec!["-s", self.sock.to_str().unwrap()];
+        a.extend_from_slice(args);
+        String::from_utf8_lossy(&support::run("bgpctl", &a).stdout).into_owned()
+    }
+
+    fn route(&self, prefix: &str) -> String {
+        self.cli(&["show", "rib", "detail", prefix])
+    }
+
+    fn has_route(&self, prefix: &str) -> bool {
+        self.route(prefix).contains(&format!("entry for {prefix}"))
+    }
+}
+
+#[test]
+fn openbgpd_receives_ipv4_over_ebgp_and_ipv6_over_ibgp_with_md5_refreshes_and_shuts_down() {
+    if !prerequisites(&["ip", "bgpd", "bgpctl"]) {
+        return;
+    }
+    let lab = Lab::new();
+    let neighbors = "neighbor 10.9.0.1 {\n  remote-as 64512\n  descr \"lb\"\n  holdtime 9\n}\n\
+                     neighbor 2001:db8:9::1 {\n  remote-as 64500\n  descr \"lb6\"\n  tcp md5sig password s3cret\n}\n";
+    let obgp = OpenBgpd::start(&lab, neighbors);
+    let peers = format!(
+        "{}{}",
+        peer("obgp4", 64512, 64500, "10.9.0.2", ", holdTime: 9s"),
+        peer("obgp6", 64500, 64500, "2001:db8:9::2", ", password: s3cret")
+    );
+    let cfg = lab.write_config(&format!("{POOL}{peers}{ADVERT}{}", services(true)));
+    let lb = lab.lb();
+    assert!(
+        eventually(Duration::from_secs(20), || obgp.has_route("192.0.2.17/32") && obgp.has_route("2001:db8:5::1/128")),
+        "{}\n{}",
+        obgp.cli(&["show"]),
+        lb.stderr()
+    );
+    let r4 = obgp.route("192.0.2.16/32");
+    assert!(r4.contains("Nexthop 10.9.0.1") && r4.contains("64512"), "{r4}");
+    assert!(r4.contains("Communities: NO_EXPORT") && r4.contains("Large Communities: 64512:1:2"), "{r4}");
+    assert!(r4.contains("external"), "{r4}");
+    let r6 = obgp.route("2001:db8:5::/128");
+    assert!(r6.contains("Nexthop 2001:db8:9::1") && r6.contains("localpref 250") && r6.contains("internal"), "{r6}");
+
+    // Removing a service withdraws exactly its routes.
+    std::fs::write(&cfg, format!("{POOL}{peers}{ADVERT}{}", services(false))).unwrap();
+    assert!(eventually(Duration::from_secs(6), || !obgp.has_route("192.0.2.17/32")), "{}", lb.stderr());
+    assert!(obgp.has_route("192.0.2.16/32"));
+
+    // A ROUTE-REFRESH from OpenBGPD gets the whole table.
+    obgp.cli(&["neighbor", "lb", "refresh"]);
+    assert!(eventually(Duration::from_secs(6), || lb.stderr().contains("ROUTE-REFRESH received")), "{}", lb.stderr());
+
+    // An administrative shutdown from the router with a reason (RFC 9003): lb says which,
+    // by name, and the session comes back when the router brings it up.
+    obgp.cli(&["neighbor", "lb6", "down", "maintenance"]);
+    assert!(
+        eventually(Duration::from_secs(6), || lb
+            .stderr()
+            .contains("the peer sent NOTIFICATION Cease / Administrative Shutdown (6/2) \"maintenance\"")),
+        "{}",
+        lb.stderr()
+    );
+    obgp.cli(&["neighbor", "lb6", "up"]);
+    assert!(
+        eventually(Duration::from_secs(40), || obgp
+            .cli(&["show"])
+            .lines()
+            .any(|l| l.starts_with("lb6") && !l.contains("Connect") && !l.contains("Active") && !l.contains("Idle"))
+            && obgp.has_route("2001:db8:5::/128")),
+        "{}\n{}",
+        obgp.cli(&["show"]),
+        lb.stderr()
+    );
+}

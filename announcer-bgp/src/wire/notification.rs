@@ -72,9 +72,86 @@ impl Notification {
     }
 }
 
+/// The names of an error code and subcode, as the IANA "BGP Error (Notification) Codes" and
+/// "... Subcodes" registries give them (RFC 4271, 4486, 5492, 6608, 7313, 8538, 9234, 9384).
+pub fn names(code: ErrorCode, subcode: u8) -> (&'static str, Option<&'static str>) {
+    let (code_name, subcodes): (&str, &[&str]) = match code {
+        ErrorCode::MessageHeader => {
+            ("Message Header Error", &["Connection Not Synchronized", "Bad Message Length", "Bad Message Type"])
+        }
+        ErrorCode::OpenMessage => (
+            "OPEN Message Error",
+            &[
+                "Unsupported Version Number",
+                "Bad Peer AS",
+                "Bad BGP Identifier",
+                "Unsupported Optional Parameter",
+                "Authentication Failure",
+                "Unacceptable Hold Time",
+                "Unsupported Capability",
+                "",
+                "",
+                "",
+                "Role Mismatch",
+            ],
+        ),
+        ErrorCode::UpdateMessage => (
+            "UPDATE Message Error",
+            &[
+                "Malformed Attribute List",
+                "Unrecognized Well-known Attribute",
+                "Missing Well-known Attribute",
+                "Attribute Flags Error",
+                "Attribute Length Error",
+                "Invalid ORIGIN Attribute",
+                "AS Routing Loop",
+                "Invalid NEXT_HOP Attribute",
+                "Optional Attribute Error",
+                "Invalid Network Field",
+                "Malformed AS_PATH",
+            ],
+        ),
+        ErrorCode::HoldTimerExpired => ("Hold Timer Expired", &[]),
+        ErrorCode::FiniteStateMachine => (
+            "Finite State Machine Error",
+            &[
+                "Receive Unexpected Message in OpenSent State",
+                "Receive Unexpected Message in OpenConfirm State",
+                "Receive Unexpected Message in Established State",
+            ],
+        ),
+        ErrorCode::Cease => (
+            "Cease",
+            &[
+                "Maximum Number of Prefixes Reached",
+                "Administrative Shutdown",
+                "Peer De-configured",
+                "Administrative Reset",
+                "Connection Rejected",
+                "Other Configuration Change",
+                "Connection Collision Resolution",
+                "Out of Resources",
+                "Hard Reset",
+                "BFD Down",
+            ],
+        ),
+        ErrorCode::RouteRefreshMessage => ("ROUTE-REFRESH Message Error", &["Invalid Message Length"]),
+        ErrorCode::Unknown(_) => ("unknown error code", &[]),
+    };
+    let sub = usize::from(subcode).checked_sub(1).and_then(|i| subcodes.get(i)).copied().filter(|n| !n.is_empty());
+    (code_name, sub)
+}
+
 impl fmt::Display for Notification {
+    /// As `Cease / Administrative Shutdown (6/2) "text"`: names first, numbers after.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}/{}", self.code, self.subcode)?;
+        let (code, sub) = names(self.code, self.subcode);
+        match sub {
+            Some(sub) => write!(f, "{code} / {sub}")?,
+            None if self.subcode == 0 => write!(f, "{code}")?,
+            None => write!(f, "{code} / subcode {}", self.subcode)?,
+        }
+        write!(f, " ({}/{})", u8::from(self.code), self.subcode)?;
         if self.code == ErrorCode::Cease && self.subcode == CEASE_ADMIN_SHUTDOWN {
             if let Some((&n, rest)) = self.data.split_first() {
                 if let Some(text) = rest.get(..usize::from(n)).and_then(|t| std::str::from_utf8(t).ok()) {
@@ -83,5 +160,25 @@ impl fmt::Display for Notification {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_read_by_name_then_number() {
+        let shut = Notification::admin_shutdown("maintenance");
+        assert_eq!(shut.to_string(), "Cease / Administrative Shutdown (6/2) \"maintenance\"");
+        assert_eq!(Notification::new(ErrorCode::HoldTimerExpired, 0).to_string(), "Hold Timer Expired (4/0)");
+        assert_eq!(Notification::new(ErrorCode::OpenMessage, 2).to_string(), "OPEN Message Error / Bad Peer AS (2/2)");
+        assert_eq!(
+            Notification::new(ErrorCode::UpdateMessage, 11).to_string(),
+            "UPDATE Message Error / Malformed AS_PATH (3/11)"
+        );
+        assert_eq!(Notification::new(ErrorCode::Cease, 99).to_string(), "Cease / subcode 99 (6/99)");
+        assert_eq!(Notification::new(ErrorCode::OpenMessage, 8).to_string(), "OPEN Message Error / subcode 8 (2/8)");
+        assert_eq!(Notification::new(ErrorCode::from(42), 1).to_string(), "unknown error code / subcode 1 (42/1)");
     }
 }
