@@ -713,6 +713,8 @@ fn frr_receives_ipv4_over_ebgp_and_ipv6_over_ibgp_with_md5_follows_changes_refre
     assert!(r6.contains("localpref 250") && r6.contains("internal"), "{r6}");
     assert!(r6.contains("2001:db8:9::1"), "{r6}");
     assert!(r6.contains("Local"), "an empty AS path reads Local: {r6}");
+    // One BGP identifier for both sessions: the IPv4 address beside the session's IPv6 one.
+    assert!(r6.contains("from 2001:db8:9::1 (10.9.0.1)"), "{r6}");
 
     // Removing a service withdraws exactly its routes; adding it back announces them.
     std::fs::write(&cfg, format!("{POOL}{peers}{ADVERT}{}", services(false))).unwrap();

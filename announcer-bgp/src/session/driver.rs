@@ -236,16 +236,29 @@ async fn refuse(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
 }
 
-/// A router ID from a local address (IPv4: the address; IPv6: a hash of all of it, so
-/// nodes whose addresses share their low bits do not collide).
+/// A router ID from a session's local address: an IPv4 address itself; for an IPv6 one,
+/// the first IPv4 address of the interface that holds it, so that a dual-stack node shows
+/// its routers one identifier on its IPv4 and IPv6 sessions; else (an IPv6-only interface)
+/// a hash of the whole address, so that nodes whose addresses share their low bits do not
+/// collide.
 fn router_id_of(ip: IpAddr) -> u32 {
     match ip {
         IpAddr::V4(a) => u32::from(a),
-        IpAddr::V6(a) => {
+        IpAddr::V6(a) => ipv4_beside(a).map(u32::from).unwrap_or_else(|| {
             let h = a.octets().iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193));
             h.max(1)
-        }
+        }),
     }
+}
+
+/// The first IPv4 address (not loopback) of the interface that holds `v6`.
+fn ipv4_beside(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let interfaces = pnet_datalink::interfaces();
+    let iface = interfaces.iter().find(|i| i.ips.iter().any(|n| n.ip() == IpAddr::V6(v6)))?;
+    iface.ips.iter().find_map(|n| match n.ip() {
+        IpAddr::V4(a) if !a.is_loopback() && !a.is_unspecified() => Some(a),
+        _ => None,
+    })
 }
 
 impl Driver {
