@@ -900,3 +900,58 @@ fn openbgpd_receives_ipv4_over_ebgp_and_ipv6_over_ibgp_with_md5_refreshes_and_sh
         lb.stderr()
     );
 }
+
+#[test]
+fn frr_keeps_the_routes_as_stale_across_a_graceful_restart_over_gtsm() {
+    if !prerequisites(&["ip", "vtysh"]) {
+        return;
+    }
+    if !std::path::Path::new(BGPD).is_file() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {BGPD} is missing (Debian package frr)");
+        eprintln!("SKIPPED: this test needs {BGPD} (Debian package frr): run ./scripts/test as root to install it");
+        return;
+    }
+    let lab = Lab::new();
+    // GTSM on both sides (FRR's ttl-security, lb's --bgp-gtsm), graceful restart on both.
+    let frr = Frr::start(
+        &lab,
+        "frr defaults traditional\nhostname rtr\nlog stdout informational\nrouter bgp 64500\n bgp router-id 10.9.0.2\n\
+         no bgp ebgp-requires-policy\n bgp graceful-restart\n neighbor 10.9.0.1 remote-as 64512\n\
+         neighbor 10.9.0.1 ttl-security hops 1\n neighbor 10.9.0.1 timers 3 9\n",
+    );
+    lab.write_config(&format!(
+        "{POOL}{}{ADVERT}{}",
+        peer("frr", 64512, 64500, "10.9.0.2", ", enableGracefulRestart: true"),
+        services(false)
+    ));
+    let mut lb = lab.lb_with(&["--bgp-gtsm"]);
+    assert!(
+        eventually(Duration::from_secs(20), || frr.has_route("ipv4", "192.0.2.16/32")),
+        "{}\n{}",
+        frr.cli("show bgp summary"),
+        lb.stderr()
+    );
+    let n = frr.cli("show bgp neighbors 10.9.0.1");
+    assert!(n.contains("Graceful Restart Capability: advertised and received"), "{n}");
+    assert!(n.contains("may be up to 1 hops away"), "GTSM in force:\n{n}");
+
+    // lb stops (SIGTERM, graceful restart configured: no NOTIFICATION): FRR keeps the route,
+    // marked stale, until lb is back and has sent its table again.
+    lb.signal("TERM");
+    assert_eq!(lb.wait(Duration::from_secs(5)), Some(0), "{}", lb.stderr());
+    assert!(
+        eventually(Duration::from_secs(5), || frr.cli("show bgp ipv4 unicast").contains("S> 192.0.2.16/32")),
+        "{}",
+        frr.cli("show bgp ipv4 unicast")
+    );
+    let lb2 = lab.lb_with(&["--bgp-gtsm"]);
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let table = frr.cli("show bgp ipv4 unicast");
+            table.contains("*> 192.0.2.16/32") && !table.contains("S> 192.0.2.16/32")
+        }),
+        "{}\n{}",
+        frr.cli("show bgp ipv4 unicast"),
+        lb2.stderr()
+    );
+}
