@@ -955,3 +955,87 @@ fn frr_keeps_the_routes_as_stale_across_a_graceful_restart_over_gtsm() {
         lb2.stderr()
     );
 }
+
+#[test]
+fn ebgp_multihop_from_a_source_address_reaches_a_router_two_hops_away_and_ttl_1_does_not() {
+    if !prerequisites(TOOLS) {
+        return;
+    }
+    // lb (10.9.0.1, loopback 10.255.0.1) -- middle (forwards) -- router (10.10.0.2).
+    let spk = Netns::new("msp");
+    let mid = Netns::new("mmd");
+    let rtr = Netns::new("mrt");
+    let dir = Scratch::new("multihop");
+    veth(&spk, &mid, "eth0");
+    veth(&mid, &rtr, "eth1");
+    spk.ip(&["addr", "add", "10.9.0.1/24", "dev", "eth0"]);
+    spk.ip(&["addr", "add", "10.255.0.1/32", "dev", "lo"]);
+    spk.ip(&["route", "add", "default", "via", "10.9.0.2"]);
+    mid.ip(&["addr", "add", "10.9.0.2/24", "dev", "eth0"]);
+    mid.ip(&["addr", "add", "10.10.0.1/24", "dev", "eth1"]);
+    mid.ip(&["route", "add", "10.255.0.1/32", "via", "10.9.0.1"]);
+    assert!(mid.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"]).status.success());
+    rtr.ip(&["addr", "add", "10.10.0.2/24", "dev", "eth1"]);
+    rtr.ip(&["route", "add", "default", "via", "10.10.0.1"]);
+    let conf = dir.path("bird.conf");
+    let sock = dir.path("bird.ctl");
+    std::fs::write(
+        &conf,
+        "router id 10.10.0.2;\nprotocol device {}\nprotocol bgp lbm {\n  local 10.10.0.2 as 64500;\n  \
+         neighbor 10.255.0.1 as 64512;\n  multihop 2;\n  passive on;\n  error wait time 1, 2;\n  \
+         ipv4 { import all; export none; };\n}\n",
+    )
+    .unwrap();
+    let pid = dir.path("bird.pid");
+    let args = ["-f", "-c", conf.to_str().unwrap(), "-s", sock.to_str().unwrap(), "-P", pid.to_str().unwrap()];
+    let mut bird = Daemon(Some(Proc::spawn(rtr.cmd("bird", &args), &dir.0, "bird")));
+    let birdc = |cmd: &str| {
+        let mut a = vec!["-s", sock.to_str().unwrap()];
+        a.extend(cmd.split(' '));
+        String::from_utf8_lossy(&support::run("birdc", &a).stdout).into_owned()
+    };
+    assert!(eventually(Duration::from_secs(5), || birdc("show status").contains("Daemon is up")), "BIRD did not start");
+    let cfg = dir.path("lb.yaml");
+    let run = |multihop: bool| {
+        let extra = format!(", sourceAddress: 10.255.0.1, ebgpMultiHop: {multihop}");
+        std::fs::write(
+            &cfg,
+            format!("{POOL}{}{ADVERT}{}", peer("far", 64512, 64500, "10.10.0.2", &extra), services(false)),
+        )
+        .unwrap();
+        let state = dir.path("state.json");
+        let args = [
+            "run",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--node",
+            "spk",
+            "--state-file",
+            state.to_str().unwrap(),
+            "--no-host-addresses",
+        ];
+        Proc::spawn(spk.cmd(env!("CARGO_BIN_EXE_lb"), &args), &dir.0, &format!("lb-{multihop}"))
+    };
+
+    // Single-hop TTL (1): the middle hop drops lb's segments, no session.
+    let mut lb = run(false);
+    assert!(
+        !eventually(Duration::from_secs(6), || birdc("show protocols lbm").contains("Established")),
+        "a session with TTL 1 across a router:\n{}",
+        birdc("show protocols all lbm")
+    );
+    lb.signal("TERM");
+    lb.wait(Duration::from_secs(5));
+
+    // ebgpMultiHop: TTL 255; the session comes from the loopback source address.
+    let lb = run(true);
+    assert!(
+        eventually(Duration::from_secs(20), || birdc("show route all 192.0.2.16/32").contains("BGP.next_hop")),
+        "{}\n{}",
+        birdc("show protocols all lbm"),
+        lb.stderr()
+    );
+    let p = birdc("show protocols all lbm");
+    assert!(p.contains("Established") && p.contains("Neighbor address: 10.255.0.1"), "{p}");
+    bird.stop();
+}
