@@ -60,8 +60,10 @@ use std::time::{Duration, SystemTime};
 
 use lbcore::announcer::{AnnounceError, Announcer, AnnouncerStatus, Desired, IpStatus, L2Target};
 
-/// Settings MetalLB has no field for (process flags in `lb`).
+/// Settings MetalLB has no field for (process flags in `lb`). Start from
+/// [`L2Settings::default`] and set the fields you need: more may be added.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct L2Settings {
     /// Interface name patterns (`*` wildcards) never answered on unless an L2Advertisement
     /// lists them.

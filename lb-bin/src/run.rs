@@ -124,11 +124,9 @@ pub struct L2Flags {
 impl L2Flags {
     pub(crate) fn settings(&self) -> Result<L2Settings> {
         let dur = |flag: &str, v: &str| duration::parse(v).map_err(|e| Error::Invalid(format!("--{flag} {v:?}: {e}")));
-        let mut s = L2Settings {
-            reply_rate: self.reply_rate,
-            rescan: dur("interface-rescan", &self.rescan)?,
-            ..Default::default()
-        };
+        let mut s = L2Settings::default();
+        s.reply_rate = self.reply_rate;
+        s.rescan = dur("interface-rescan", &self.rescan)?;
         if let Some(ex) = &self.exclude {
             s.exclude = ex.iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
         }

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use super::ParseError;
+
 /// A BGP community value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Community {
@@ -20,7 +22,7 @@ impl Community {
     }
 
     /// Parses `AA:NN` or `large:A:B:C`.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
         let s = s.trim();
         if let Some(rest) = s.strip_prefix("large:") {
             let parts: Vec<&str> = rest.split(':').collect();
@@ -41,8 +43,8 @@ impl Community {
 
 /// `"64512:7".parse::<Community>()`, as [`Community::parse`].
 impl std::str::FromStr for Community {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
         Community::parse(s)
     }
 }

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use super::ParseError;
+
 /// Parses a Go duration string. Negative durations are rejected (none makes sense here).
-pub fn parse(s: &str) -> Result<Duration, String> {
+pub fn parse(s: &str) -> Result<Duration, ParseError> {
     let s = s.trim();
     if s == "0" {
         return Ok(Duration::ZERO);
@@ -21,7 +23,7 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if num_len == 0 {
-            return Err(format!("expected a number at {rest:?} (durations look like 90s, 1m30s, 300ms)"));
+            return Err(format!("expected a number at {rest:?} (durations look like 90s, 1m30s, 300ms)").into());
         }
         let (num, tail) = rest.split_at(num_len);
         let value: f64 = num.parse().map_err(|_| format!("bad number {num:?}"))?;
@@ -34,8 +36,8 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             "s" => 1e9,
             "m" => 60e9,
             "h" => 3600e9,
-            "" => return Err(format!("missing unit after {num:?} (use ns, us, ms, s, m or h)")),
-            other => return Err(format!("unknown unit {other:?} (use ns, us, ms, s, m or h)")),
+            "" => return Err(format!("missing unit after {num:?} (use ns, us, ms, s, m or h)").into()),
+            other => return Err(format!("unknown unit {other:?} (use ns, us, ms, s, m or h)").into()),
         };
         total_ns += value * scale;
         rest = tail;

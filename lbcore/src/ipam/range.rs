@@ -47,7 +47,7 @@ impl fmt::Display for Family {
 }
 
 /// `ip` as an integer (IPv4 in the low 32 bits).
-pub fn to_u128(ip: IpAddr) -> u128 {
+pub(crate) fn to_u128(ip: IpAddr) -> u128 {
     match ip {
         IpAddr::V4(a) => u128::from(u32::from(a)),
         IpAddr::V6(a) => u128::from(a),
@@ -55,7 +55,7 @@ pub fn to_u128(ip: IpAddr) -> u128 {
 }
 
 /// The address of `family` whose integer value is `v` (truncated to the family's width).
-pub fn from_u128(family: Family, v: u128) -> IpAddr {
+pub(crate) fn from_u128(family: Family, v: u128) -> IpAddr {
     match family {
         // Truncation is intended: callers only pass values that came from IPv4 addresses.
         Family::V4 => IpAddr::V4(Ipv4Addr::from(v as u32)),

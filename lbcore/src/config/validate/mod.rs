@@ -249,7 +249,7 @@ impl Cx {
                             aliases.insert(alias.name.clone(), (c, at.name.to_string()));
                         }
                     }
-                    Err(e) => self.err(at, &format!("{field}.value"), &alias.value, e),
+                    Err(e) => self.err(at, &format!("{field}.value"), &alias.value, e.0),
                 }
             }
         }
@@ -413,7 +413,7 @@ impl Cx {
                         Ok(v) => {
                             communities.insert(v);
                         }
-                        Err(e) => self.err(at, &field, c, e),
+                        Err(e) => self.err(at, &field, c, e.0),
                     }
                 } else if let Some(v) = aliases.get(c) {
                     communities.insert(*v);
