@@ -73,22 +73,29 @@ impl Recorder {
         let now = Timestamp::now();
         let key = fold_key(&self.reporter, ev, regarding);
         let repeat = self.remembered(key, now);
-        match repeat {
-            Some((name, namespace, count)) => {
-                let series = EventSeries { count, last_observed_time: MicroTime(now) };
-                let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
-                let patch = serde_json::json!({ "series": series });
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-            }
-            None => {
-                let event = self.event(ev, regarding, now);
-                let namespace = event.metadata.namespace.clone().unwrap_or_default();
-                let name = event.metadata.name.clone().unwrap_or_default();
-                let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
-                api.create(&PostParams::default(), &event).await?;
-                self.remember(key, Seen { name, namespace, count: 1, last: now });
+        if let Some((name, namespace, count)) = repeat {
+            let series = EventSeries { count, last_observed_time: MicroTime(now) };
+            let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
+            let patch = serde_json::json!({ "series": series });
+            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => return Ok(()),
+                // The Event is gone (deleted, or expired by the API server's TTL): forget
+                // it and publish a new one, or repeats would go nowhere for as long as they
+                // keep coming.
+                Err(kube::Error::Api(e)) if e.code == 404 => self.forget(key),
+                Err(e) => {
+                    // Not counted: the next repeat starts a new Event.
+                    self.forget(key);
+                    return Err(e);
+                }
             }
         }
+        let event = self.event(ev, regarding, now);
+        let namespace = event.metadata.namespace.clone().unwrap_or_default();
+        let name = event.metadata.name.clone().unwrap_or_default();
+        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
+        api.create(&PostParams::default(), &event).await?;
+        self.remember(key, Seen { name, namespace, count: 1, last: now });
         Ok(())
     }
 
@@ -100,6 +107,12 @@ impl Recorder {
         s.count = s.count.saturating_add(1);
         s.last = now;
         Some((s.name.clone(), s.namespace.clone(), s.count))
+    }
+
+    fn forget(&self, key: u64) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.remove(&key);
+        }
     }
 
     fn remember(&self, key: u64, s: Seen) {
@@ -206,5 +219,16 @@ mod tests {
         assert!(rec.remembered_len() <= 3, "{}", rec.remembered_len());
         rec.publish(&ev("IPAllocated", "192.0.2.1"), &svc("a")).await.unwrap();
         assert_eq!(stored().len(), 5);
+
+        // The Events a repeat would count on are deleted: the repeat publishes a new one.
+        let a_allocated = |e: &serde_json::Value| e["regarding"]["name"] == "a" && e["reason"] == "IPAllocated";
+        for e in stored().iter().filter(|e| a_allocated(e)) {
+            let name = e["metadata"]["name"].as_str().unwrap();
+            api.shared.with(|s| s.delete(events, "web", name)).unwrap();
+        }
+        rec.publish(&ev("IPAllocated", "192.0.2.1"), &svc("a")).await.unwrap();
+        let list: Vec<_> = stored().into_iter().filter(a_allocated).collect();
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert!(list[0].get("series").is_none(), "a new Event, not a patch of the deleted one: {list:?}");
     }
 }

@@ -599,17 +599,27 @@ pub async fn explain_cluster(args: &Args, kubeconfig: &std::path::Path) -> Resul
             reported.push(format!("{node} answers ARP/NDP for it (ServiceL2Status)"));
         }
     }
-    // The claims of the Service's addresses in force, oldest first, as the speakers order
-    // them (a claim from before its speaker's start does not count).
+    // The claims in force on each of the Service's addresses, oldest first, as the speakers
+    // order them (a claim from before its speaker's start does not count). As for the
+    // speakers, a claim on a shared address counts whichever of its Services it was made for.
     let starts = crate::claims::starts(stores.leases.items.values());
     let starts = starts.iter().map(|(n, s)| (n.as_str(), *s)).collect();
-    let mut in_force: Vec<_> = crate::claims::in_force(stores.l2_statuses.items.values(), &starts)
+    let mut per_ip: BTreeMap<IpAddr, Vec<(crate::claims::ClaimAge, String)>> = BTreeMap::new();
+    for c in crate::claims::in_force(stores.l2_statuses.items.values(), &starts) {
+        let Some(holder) = stores.services.items.get(&(c.namespace.to_string(), c.name.to_string())) else { continue };
+        for ip in crate::controller::status_ips(holder).iter().filter_map(|ip| ip.parse::<IpAddr>().ok()) {
+            if status_ips.contains(&ip) {
+                per_ip.entry(ip).or_default().push((c.age, c.node.to_string()));
+            }
+        }
+    }
+    let claims: BTreeMap<IpAddr, Vec<String>> = per_ip
         .into_iter()
-        .filter(|c| c.namespace == svc_ns && c.name == svc_name)
+        .map(|(ip, mut c)| {
+            c.sort();
+            (ip, c.into_iter().map(|(_, n)| n).collect())
+        })
         .collect();
-    in_force.sort_by(|a, b| (a.age, a.node).cmp(&(b.age, b.node)));
-    let claimants: Vec<String> = in_force.iter().map(|c| c.node.to_string()).collect();
-    let claims: BTreeMap<IpAddr, Vec<String>> = status_ips.iter().map(|ip| (*ip, claimants.clone())).collect();
     for st in stores.bgp_statuses.items.values() {
         let Some(s) = &st.status else { continue };
         if ours(&s.service_namespace, &s.service_name) {

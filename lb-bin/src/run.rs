@@ -185,6 +185,9 @@ struct Standalone {
     host: HostVips,
     /// The assignments, only while the state file cannot be written.
     unsaved: Option<State>,
+    /// Whether the last write of the state file recorded at least one assignment (so that
+    /// finding it empty or missing later means it was lost, not that nothing was assigned).
+    wrote_state: bool,
     running: Option<Config>,
     seen: BTreeMap<PathBuf, Option<SystemTime>>,
     /// The configuration's `kind: Node` entries: labels and membership address.
@@ -239,7 +242,25 @@ impl Standalone {
         // The state file is the record of the assignments (as Service status is in
         // Kubernetes), read at each reload rather than kept in memory: 100k entries cost
         // about 12 MB. Only when it could not be written does a copy stay here.
-        let state = self.unsaved.take().unwrap_or_else(|| State::load(&self.args.state_file));
+        let state = match self.unsaved.take() {
+            Some(kept) => kept,
+            // At start, a missing or broken file is an empty state (as for a first start).
+            None if self.running.is_none() => State::load(&self.args.state_file),
+            // Later, this process wrote the file after the last reload: if it is gone or
+            // cannot be read now, allocating without it could move every address and then
+            // overwrite the record. The running configuration stays until it reads again.
+            None => match State::read(&self.args.state_file) {
+                Ok(s) if s.services.is_empty() && self.wrote_state => {
+                    tracing::error!(path = %self.args.state_file.display(), "the state file lb wrote is empty or gone; the running configuration stays (restore the file and send SIGHUP, or restart lb to allocate afresh)");
+                    return Ok(());
+                }
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(path = %self.args.state_file.display(), error = %e, "cannot read the state file; the running configuration stays (fix or restore the file and send SIGHUP, or restart lb to allocate afresh)");
+                    return Ok(());
+                }
+            },
+        };
         for s in &mut services {
             if let Some(ips) = state.services.get(&s.key.to_string()) {
                 s.status_ips.clone_from(ips);
@@ -317,7 +338,9 @@ impl Standalone {
         };
         order.sort_by(|&a, &b| text(a).cmp(text(b)));
         let entries = order.iter().map(|&i| (services[i].key.to_string(), outcomes[i].ips.as_slice()));
-        if let Err(e) = crate::state::save_entries(&self.args.state_file, entries) {
+        let result = crate::state::save_entries(&self.args.state_file, entries);
+        self.wrote_state = result.is_ok() && !order.is_empty();
+        if let Err(e) = result {
             tracing::warn!(path = %self.args.state_file.display(), error = %e, "cannot write the state file; the assignments are kept in memory until it can be");
             let services = order.iter().map(|&i| (services[i].key.to_string(), outcomes[i].ips.clone())).collect();
             self.unsaved = Some(State { services });
@@ -479,6 +502,7 @@ pub async fn run(args: Args) -> Result<()> {
         bgp,
         host: HostVips::default(),
         unsaved: None,
+        wrote_state: false,
         running: None,
         seen: BTreeMap::new(),
         nodes: BTreeMap::new(),

@@ -20,20 +20,23 @@ pub struct State {
 }
 
 impl State {
+    /// Reads the state file: a missing file is an empty state; one that cannot be read or
+    /// parsed is an error saying why (the caller decides whether to go on without it).
+    pub fn read(path: &Path) -> Result<State, String> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("unreadable JSON: {e}")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Reads the state file; a missing file is an empty state, a corrupt one is reported and
     /// treated as empty (the configuration is still served).
     pub fn load(path: &Path) -> State {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(path = %path.display(), error = %e, "state file is unreadable; starting without it");
-                State::default()
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot read the state file");
-                State::default()
-            }
-        }
+        State::read(path).unwrap_or_else(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "the state file cannot be read; starting without it");
+            State::default()
+        })
     }
 
     /// Writes the state file atomically.

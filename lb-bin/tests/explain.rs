@@ -284,8 +284,11 @@ fn from_a_cluster_the_owner_after_a_split_is_the_oldest_claim_of_a_live_speaker(
     c.node("n2", json!({}));
     c.pool("lan", json!({"addresses": ["10.0.0.1-10.0.0.9"]}));
     c.create("metallb.io", "l2advertisements", NS, json!({"metadata": {"name": "lan"}}));
-    c.service("www", json!({}), json!([{"port": 80}]));
-    c.patch_status("services", "web", "www", json!({"status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.5"}]}}}));
+    // Two Services share 10.0.0.5.
+    for (name, port) in [("www", 80), ("www2", 81)] {
+        c.service(name, json!({}), json!([{"port": port}]));
+        c.patch_status("services", "web", name, json!({"status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.5"}]}}}));
+    }
     let now = fakeapi::store::now_rfc3339();
     let lease = |node: &str, acquired: &str| {
         json!({"metadata": {"name": format!("lb-speaker-{node}")},
@@ -293,14 +296,18 @@ fn from_a_cluster_the_owner_after_a_split_is_the_oldest_claim_of_a_live_speaker(
     };
     c.create("coordination.k8s.io", "leases", NS, lease("n1", "2020-01-01T00:00:00Z"));
     c.create("coordination.k8s.io", "leases", NS, lease("n2", "2020-01-01T00:00:00Z"));
-    // Both claim the address (a split): n2 began answering first. Its object sorts first by
-    // name too, so a reader taking the last object would name n1.
+    // Claims after a split, in the order written (creation seconds never decrease, so a claim
+    // written earlier is never younger): n2 for www2 at .600, n2 for www at .200, n1 for www
+    // at .700. The object names sort so that a reader taking the last one for www would name
+    // n1.
     let res = fakeapi::store::resource("metallb.io", "servicel2statuses").unwrap();
     let second = now.trim_end_matches('Z');
-    for (object, node, at) in [("l2-a", "n2", ".200Z"), ("l2-b", "n1", ".700Z")] {
+    for (object, node, svc, at) in
+        [("l2-0", "n2", "www2", ".600Z"), ("l2-a", "n2", "www", ".200Z"), ("l2-b", "n1", "www", ".700Z")]
+    {
         let meta = json!({"name": object, "annotations": {"lb/claimed-at": format!("{second}{at}")}});
         c.create("metallb.io", "servicel2statuses", NS, json!({"metadata": meta}));
-        let status = json!({"status": {"node": node, "serviceName": "www", "serviceNamespace": "web"}});
+        let status = json!({"status": {"node": node, "serviceName": svc, "serviceNamespace": "web"}});
         c.api
             .shared
             .with(|s| s.patch(res, NS, object, fakeapi::store::Part::Status, "application/merge-patch+json", &status))
@@ -317,14 +324,28 @@ fn from_a_cluster_the_owner_after_a_split_is_the_oldest_claim_of_a_live_speaker(
     };
     assert_eq!(owner(), "n2", "the oldest claim keeps the address, as the speakers decide");
 
-    // n2's speaker restarted after its claim: the claim is void, and n1's holds.
+    // n2's speaker restarted at .500: its claim for www (.200) is void, but the one it made
+    // for www2 (.600) still counts for the shared address, and is older than n1's.
     let leases = fakeapi::store::resource("coordination.k8s.io", "leases").unwrap();
-    let restarted = json!({"spec": {"acquireTime": format!("{second}.500Z")}});
-    c.api
-        .shared
-        .with(|s| {
-            s.patch(leases, NS, "lb-speaker-n2", fakeapi::store::Part::Main, "application/merge-patch+json", &restarted)
-        })
-        .expect("lease");
+    let restart = |at: &str| {
+        let restarted = json!({"spec": {"acquireTime": format!("{second}{at}")}});
+        c.api
+            .shared
+            .with(|s| {
+                s.patch(
+                    leases,
+                    NS,
+                    "lb-speaker-n2",
+                    fakeapi::store::Part::Main,
+                    "application/merge-patch+json",
+                    &restarted,
+                )
+            })
+            .expect("lease");
+    };
+    restart(".500Z");
+    assert_eq!(owner(), "n2", "claims count per address, whichever Service they were made for");
+    // Restarted again at .650: none of n2's claims counts; n1's holds.
+    restart(".650Z");
     assert_eq!(owner(), "n1");
 }

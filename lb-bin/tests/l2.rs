@@ -289,6 +289,29 @@ fn assignments_survive_reloads_and_restarts_through_the_state_file_or_memory_whe
     assert_eq!(saved("t/web").as_deref(), Some("192.0.2.16"), "a reload moves no address");
     assert_eq!(saved("t/api").as_deref(), Some("192.0.2.17"));
     assert_eq!(saved("t/new").as_deref(), Some("192.0.2.18"));
+
+    // The record is lost while lb runs (deleted, then corrupted): a reload does not allocate
+    // without it (that could move every address and overwrite the record); it says so, and
+    // goes on once the file is back.
+    let record = std::fs::read_to_string(&state).unwrap();
+    for (broken, said) in [(None, "empty or gone"), (Some("{not json"), "cannot read the state file")] {
+        match broken {
+            None => std::fs::remove_file(&state).unwrap(),
+            Some(text) => std::fs::write(&state, text).unwrap(),
+        }
+        std::fs::write(&cfg, services(&["newer", "new", "api", "web"])).unwrap();
+        assert!(eventually(Duration::from_secs(6), || lb.stderr().contains(said)), "{}", lb.stderr());
+        assert!(assigned(&lb.stdout(), "t/newer").is_none(), "no allocation without the record");
+    }
+    std::fs::write(&state, &record).unwrap();
+    lb.signal("HUP");
+    assert!(eventually(Duration::from_secs(6), || saved("t/newer").is_some()), "{}", lb.stderr());
+    assert_eq!(saved("t/web").as_deref(), Some("192.0.2.16"), "nothing moved");
+    assert_eq!(saved("t/api").as_deref(), Some("192.0.2.17"));
+    assert_eq!(saved("t/new").as_deref(), Some("192.0.2.18"));
+    std::fs::write(&cfg, services(&["new", "api", "web"])).unwrap();
+    lb.signal("HUP");
+    assert!(eventually(Duration::from_secs(6), || saved("t/newer").is_none()), "{}", lb.stderr());
     lb.signal("TERM");
     assert_eq!(lb.wait(Duration::from_secs(5)), Some(0), "{}", lb.stderr());
 

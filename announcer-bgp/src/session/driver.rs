@@ -251,10 +251,15 @@ fn router_id_of(ip: IpAddr) -> u32 {
     }
 }
 
-/// The first IPv4 address (not loopback) of the interface that holds `v6`.
+/// The first (primary) IPv4 address of the interface that holds `v6`, unless that is a
+/// loopback interface or `lb-vips`: those hold service addresses, which several nodes may
+/// share and which would then be duplicate identifiers.
 fn ipv4_beside(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
     let interfaces = pnet_datalink::interfaces();
     let iface = interfaces.iter().find(|i| i.ips.iter().any(|n| n.ip() == IpAddr::V6(v6)))?;
+    if iface.is_loopback() || iface.name == "lb-vips" {
+        return None;
+    }
     iface.ips.iter().find_map(|n| match n.ip() {
         IpAddr::V4(a) if !a.is_loopback() && !a.is_unspecified() => Some(a),
         _ => None,
