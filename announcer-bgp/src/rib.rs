@@ -73,7 +73,15 @@ impl AdjRibOut {
         if Arc::ptr_eq(&self.sent, desired) {
             return Vec::new();
         }
-        let ok = |p: &IpNet, a: &RouteAttrs| carries(p, a, cx);
+        // Per attribute set and family: whether its attributes leave room for a prefix in a
+        // message (thousands of communities may not: such routes are never sent, and do
+        // not count as sent).
+        let fits: Vec<[bool; 2]> =
+            desired.attrs().iter().map(|a| [room(a, false, cx) >= 17, room(a, true, cx) >= 17]).collect();
+        let ok = |p: &IpNet, i: u32| {
+            let v6 = usize::from(!is_v4(p));
+            carries(p, &desired.attrs()[i as usize], cx) && fits.get(i as usize).is_some_and(|f| f[v6])
+        };
         // Both tables are in prefix order: one merge walk finds the withdrawn routes (sent,
         // and no longer desired or no longer carried) and the changed ones (desired and
         // carried, and not sent with the same attributes).
@@ -95,7 +103,7 @@ impl AdjRibOut {
                 }
                 std::cmp::Ordering::Greater => {
                     let (p, a) = new[j];
-                    if ok(&p, &desired.attrs()[a as usize]) {
+                    if ok(&p, a) {
                         changed.push((p, a));
                     } else {
                         all_carried = false;
@@ -105,7 +113,7 @@ impl AdjRibOut {
                 std::cmp::Ordering::Equal => {
                     let (p, a) = new[j];
                     let attrs = &desired.attrs()[a as usize];
-                    if !ok(&p, attrs) {
+                    if !ok(&p, a) {
                         all_carried = false;
                         withdrawn.push(p);
                     } else if self.sent.attrs()[old[i].1 as usize] != *attrs {
@@ -118,6 +126,14 @@ impl AdjRibOut {
         }
         let mut out = withdrawals(&withdrawn, cx);
         out.extend(announcements(&changed, desired, cx));
+        let too_large = desired
+            .indexed()
+            .iter()
+            .filter(|(p, i)| carries(p, &desired.attrs()[*i as usize], cx) && !ok(p, *i))
+            .count();
+        if too_large > 0 {
+            tracing::error!(routes = too_large, "path attributes too large for a BGP message; routes not announced");
+        }
         self.sent = if all_carried { Arc::clone(desired) } else { Arc::new(desired.filtered(ok)) };
         out
     }
@@ -155,6 +171,13 @@ pub fn end_of_rib(cx: &PeerCtx) -> Vec<Update> {
         out.push(v6);
     }
     out
+}
+
+/// Octets left for prefixes in a message carrying `a` on this session (two fewer for IPv6,
+/// whose MP_REACH_NLRI may need an extended length).
+fn room(a: &RouteAttrs, v6: bool, cx: &PeerCtx) -> usize {
+    let base = encoded_len(&Update { attrs: path_attrs(a, v6, cx), ..Default::default() }, cx);
+    cx.max_len.saturating_sub(base + if v6 { 2 } else { 0 })
 }
 
 fn encoded_len(u: &Update, cx: &PeerCtx) -> usize {
@@ -485,6 +508,29 @@ mod tests {
         rib.diff(&both, &v4_only);
         assert_eq!(rib.sent().len(), 2, "only what the session carries counts as sent");
         assert!(!std::ptr::eq(rib.sent(), &*both));
+    }
+
+    #[test]
+    fn routes_whose_attributes_cannot_fit_in_a_message_are_neither_sent_nor_counted() {
+        let c = cx(false);
+        // 1,100 communities: 4,400 octets of attribute, more than a 4,096-octet message.
+        let huge = RouteAttrs {
+            communities: (0..1100u16).map(|i| Community::Standard(64512, i)).collect(),
+            ..Default::default()
+        };
+        let mut desired = routes(2, false, &RouteAttrs::default());
+        let big: IpNet = "10.1.0.1/32".parse().unwrap();
+        desired.insert(big, huge);
+        let mut rib = AdjRibOut::default();
+        let ups = decode_all(&rib.diff(&t(&desired), &c), &c);
+        assert_eq!(ups.iter().map(|u| u.nlri.len()).sum::<usize>(), 2, "only the two that fit");
+        assert_eq!(rib.sent().len(), 2, "the one that cannot be sent is not counted as sent");
+        assert!(rib.diff(&t(&desired), &c).is_empty(), "and it is not retried in vain");
+        // With extended messages it fits.
+        let ext = PeerCtx { max_len: 65535, ..c };
+        let ups = rib.diff(&t(&desired), &ext);
+        assert_eq!(ups.len(), 1);
+        assert_eq!(rib.sent().len(), 3);
     }
 
     #[test]

@@ -53,6 +53,7 @@ impl RouteTable {
     }
 
     /// The routes, in prefix order.
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, &RouteAttrs)> + '_ {
         self.routes.iter().map(|&(p, i)| (p, &self.attrs[i as usize]))
     }
@@ -75,9 +76,10 @@ impl RouteTable {
         Some(&self.attrs[self.routes[i].1 as usize])
     }
 
-    /// The routes that `keep` keeps.
-    pub fn filtered(&self, keep: impl Fn(&IpNet, &RouteAttrs) -> bool) -> Self {
-        let kept: Vec<(IpNet, &RouteAttrs)> = self.iter().filter(|(p, a)| keep(p, a)).collect();
+    /// The routes that `keep` keeps (given each prefix and the index of its attribute set).
+    pub fn filtered(&self, keep: impl Fn(&IpNet, u32) -> bool) -> Self {
+        let kept: Vec<(IpNet, &RouteAttrs)> =
+            self.routes.iter().filter(|(p, i)| keep(p, *i)).map(|&(p, i)| (p, &self.attrs[i as usize])).collect();
         Self::build(kept.iter().map(|(p, a)| (*p, *a)), kept.len())
     }
 }
@@ -111,7 +113,7 @@ mod tests {
         let v4 = t.filtered(|p, _| matches!(p.addr(), IpAddr::V4(_)));
         assert_eq!(v4.len(), 3);
         assert_eq!(v4.get(&p("2001:db8::1/128")), None);
-        let defaults = t.filtered(|_, a| a.local_pref.is_none());
+        let defaults = t.filtered(|_, i| t.attrs()[i as usize].local_pref.is_none());
         assert_eq!(defaults.attrs(), &[RouteAttrs::default()], "a set no route uses is dropped");
     }
 }

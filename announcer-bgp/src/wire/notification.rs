@@ -21,6 +21,8 @@ use super::iana::{ErrorCode, MessageType};
 
 /// Cease subcode: Administrative Shutdown (RFC 4486).
 pub const CEASE_ADMIN_SHUTDOWN: u8 = 2;
+/// Cease subcode: Administrative Reset (RFC 4486).
+pub const CEASE_ADMIN_RESET: u8 = 4;
 /// Cease subcode: Connection Collision Resolution (RFC 4486).
 pub const CEASE_COLLISION: u8 = 7;
 
@@ -152,7 +154,8 @@ impl fmt::Display for Notification {
             None => write!(f, "{code} / subcode {}", self.subcode)?,
         }
         write!(f, " ({}/{})", u8::from(self.code), self.subcode)?;
-        if self.code == ErrorCode::Cease && self.subcode == CEASE_ADMIN_SHUTDOWN {
+        // RFC 9003: a shutdown communication with Administrative Shutdown or Reset.
+        if self.code == ErrorCode::Cease && matches!(self.subcode, CEASE_ADMIN_SHUTDOWN | CEASE_ADMIN_RESET) {
             if let Some((&n, rest)) = self.data.split_first() {
                 if let Some(text) = rest.get(..usize::from(n)).and_then(|t| std::str::from_utf8(t).ok()) {
                     write!(f, " {text:?}")?;
@@ -178,6 +181,9 @@ mod tests {
             "UPDATE Message Error / Malformed AS_PATH (3/11)"
         );
         assert_eq!(Notification::new(ErrorCode::Cease, 99).to_string(), "Cease / subcode 99 (6/99)");
+        let mut reset = Notification::admin_shutdown("new key");
+        reset.subcode = CEASE_ADMIN_RESET;
+        assert_eq!(reset.to_string(), "Cease / Administrative Reset (6/4) \"new key\"");
         assert_eq!(Notification::new(ErrorCode::OpenMessage, 8).to_string(), "OPEN Message Error / subcode 8 (2/8)");
         assert_eq!(Notification::new(ErrorCode::from(42), 1).to_string(), "unknown error code / subcode 1 (42/1)");
     }
