@@ -60,7 +60,7 @@ run_receiver() {
   ip netns exec "$RCV" bird -f -c "$work/receiver.conf" -s "$work/receiver.ctl" -P "$work/receiver.pid" \
     >"$work/receiver.log" 2>&1 &
   rpid=$!; pids+=("$rpid")
-  ip netns exec "$RCV" tcpdump -n -U --immediate-mode -s 0 -i eth0 -w "$pcap" 'tcp port 179' 2>"$work/tcpdump.log" &
+  ip netns exec "$RCV" tcpdump -n -U --immediate-mode -B 65536 -s 0 -i eth0 -w "$pcap" 'tcp port 179' 2>"$work/tcpdump.log" &
   dpid=$!; pids+=("$dpid")
   for _ in $(seq 50); do birdc -s "$work/receiver.ctl" show status >/dev/null 2>&1 && break; sleep 0.1; done
   sleep 0.5
@@ -133,6 +133,11 @@ measure() {
   kill "$spid"; reap "$spid"
   sleep 0.3
   stop_receiver
+  # A capture that lost packets undercounts UPDATEs and cuts the wire time short: say so.
+  local dropped; dropped=$(awk '/dropped by kernel/ {print $1}' "$work/tcpdump.log")
+  if [[ "${dropped:-0}" != 0 ]]; then
+    echo "note: the capture of this run lost ${dropped} packets: its UPDATE count and wire time are incomplete" >&2
+  fi
   [[ "${got:-0}" -ge "$n" ]] || { echo "receiver holds ${got:-0} of $n routes; sender said:" >&2; tail -5 "$work/sender.err" >&2; exit 1; }
   echo "$(calc "$t1 - $t0") $rss $(updates)" >"$work/result"   # seconds rss updates wire
 }
