@@ -272,7 +272,7 @@ impl Allocator {
     }
 
     fn commit(&mut self, key: &ServiceKey, addrs: &[(IpAddr, usize)], share: Share) {
-        let sharing_key = share.key.clone();
+        let sharing_key: Option<String> = share.key().map(str::to_string);
         let addrs = Addrs::new(addrs);
         for ip in self.table.insert(key, addrs, share) {
             if let Some((_, p)) = addrs.iter().find(|&(a, _)| a == ip) {
@@ -283,7 +283,7 @@ impl Allocator {
             }
         }
         if let Some(k) = sharing_key {
-            let set = self.by_sharing_key.entry(k.into()).or_default();
+            let set = self.by_sharing_key.entry(k).or_default();
             set.extend(addrs.ips());
         }
     }
@@ -298,11 +298,11 @@ impl Allocator {
             if let Some(o) = pool.ord_of(ip) {
                 pool.used[fam_idx(Family::of(ip))].remove(o);
             }
-            if let Some(k) = &entry.share.key {
-                if let Some(set) = self.by_sharing_key.get_mut(&**k) {
+            if let Some(k) = entry.share.key() {
+                if let Some(set) = self.by_sharing_key.get_mut(k) {
                     set.remove(&ip);
                     if set.is_empty() {
-                        self.by_sharing_key.remove(&**k);
+                        self.by_sharing_key.remove(k);
                     }
                 }
             }
@@ -434,7 +434,7 @@ impl Allocator {
         let mut by_key: HashMap<String, BTreeSet<IpAddr>> = HashMap::new();
         for (ip, hs) in &holders {
             for e in hs {
-                if let Some(k) = &e.share.key {
+                if let Some(k) = e.share.key() {
                     by_key.entry(k.to_string()).or_default().insert(*ip);
                 }
             }

@@ -76,7 +76,7 @@ impl Allocator {
     /// The first address of `fam` in pool `p` that `key` may take: an address already
     /// shared under its sharing key (so sharing services really share), else a free one.
     pub(super) fn pick_in(&self, p: usize, fam: Family, key: &ServiceKey, share: &Share) -> Option<IpAddr> {
-        let shared = share.key.as_ref().and_then(|k| self.by_sharing_key.get(&**k)).and_then(|ips| {
+        let shared = share.key().and_then(|k| self.by_sharing_key.get(k)).and_then(|ips| {
             ips.iter().take(MAX_SHARE_SCAN).copied().find(|&ip| {
                 Family::of(ip) == fam && self.pool_of(ip) == Some(p) && self.sharing_refused(key, ip, share).is_none()
             })

@@ -14,36 +14,45 @@ use std::sync::Arc;
 
 use crate::service::{Port, Request, ServiceKey};
 
-/// What a service's sharing depends on. Empty values cost no heap allocation.
+/// What a service's sharing depends on. A service without a sharing key shares with nobody,
+/// whatever its backend and ports, so for it (the common case) nothing is kept: no heap
+/// allocation and one pointer's worth of room in its slot.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(super) struct Share {
-    pub key: Option<Box<str>>,
-    pub backend: Box<str>,
-    pub ports: Box<[Port]>,
+pub(super) struct Share(Option<Box<ShareParts>>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ShareParts {
+    key: Box<str>,
+    backend: Box<str>,
+    ports: Box<[Port]>,
 }
 
 impl Share {
     pub fn of(req: &Request) -> Self {
-        Share {
-            key: req.sharing_key.as_deref().map(Into::into),
-            backend: req.backend_key.as_str().into(),
-            ports: req.ports.as_slice().into(),
-        }
+        Share(req.sharing_key.as_deref().map(|key| {
+            Box::new(ShareParts {
+                key: key.into(),
+                backend: req.backend_key.as_str().into(),
+                ports: req.ports.as_slice().into(),
+            })
+        }))
+    }
+
+    /// The sharing key, if any.
+    pub fn key(&self) -> Option<&str> {
+        self.0.as_deref().map(|p| &*p.key)
     }
 
     /// Why `self` may not share an address with `other`, if it may not.
     pub fn refuses(&self, other: &Share) -> Option<ShareRefusal> {
-        match (&self.key, &other.key) {
-            (None, _) | (_, None) => return Some(ShareRefusal::NoKey),
-            (Some(a), Some(b)) if a != b => {
-                return Some(ShareRefusal::KeysDiffer { ours: a.to_string(), theirs: b.to_string() })
-            }
-            _ => {}
+        let (Some(a), Some(b)) = (&self.0, &other.0) else { return Some(ShareRefusal::NoKey) };
+        if a.key != b.key {
+            return Some(ShareRefusal::KeysDiffer { ours: a.key.to_string(), theirs: b.key.to_string() });
         }
-        if self.backend != other.backend {
+        if a.backend != b.backend {
             return Some(ShareRefusal::BackendsDiffer);
         }
-        let clash: Vec<Port> = self.ports.iter().filter(|p| other.ports.contains(p)).copied().collect();
+        let clash: Vec<Port> = a.ports.iter().filter(|p| b.ports.contains(p)).copied().collect();
         if !clash.is_empty() {
             return Some(ShareRefusal::Ports(clash));
         }
