@@ -297,17 +297,9 @@ fn announcements(routes: &[(IpNet, u32)], table: &RouteTable, cx: &PeerCtx) -> V
     }
     let mut out = Vec::new();
     for ((v6, _), (attrs, prefixes)) in groups {
+        // `diff` passes only routes whose attributes leave room for a prefix (see `room`).
         let base = encoded_len(&Update { attrs: attrs.clone(), ..Default::default() }, cx);
         let room = cx.max_len.saturating_sub(base + if v6 { 2 } else { 0 });
-        if room < 17 {
-            // Attributes too large for any message (thousands of communities): sending them
-            // would make the peer reset the session over and over.
-            tracing::error!(
-                routes = prefixes.len(),
-                "path attributes too large for a BGP message; routes not announced"
-            );
-            continue;
-        }
         for c in chunks(&prefixes, room) {
             let mut u = Update { attrs: attrs.clone(), ..Default::default() };
             if v6 {

@@ -38,11 +38,6 @@ impl State {
             State::default()
         })
     }
-
-    /// Writes the state file atomically.
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        save_entries(path, self.services.iter().map(|(k, v)| (k, v.as_slice())))
-    }
 }
 
 /// A map written as its entries come, without collecting them.
@@ -98,7 +93,7 @@ mod tests {
         let mut s = State::default();
         s.services.insert("ns/a".into(), vec!["192.0.2.1".parse().unwrap()]);
         s.services.insert("ns/b".into(), vec!["192.0.2.2".parse().unwrap(), "2001:db8::2".parse().unwrap()]);
-        s.save(&path).unwrap();
+        save_entries(&path, s.services.iter().map(|(k, v)| (k, v.as_slice()))).unwrap();
         assert_eq!(State::load(&path), s);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.find("ns/a").unwrap() < text.find("ns/b").unwrap(), "keys in order: {text}");

@@ -668,6 +668,19 @@ impl<'a> Frr<'a> {
     }
 }
 
+/// Root, vtysh and FRR's bgpd (not on PATH: `/usr/lib/frr`), as `prerequisites` says.
+fn frr_prerequisites() -> bool {
+    if !prerequisites(&["ip", "vtysh"]) {
+        return false;
+    }
+    if !std::path::Path::new(BGPD).is_file() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {BGPD} is missing (Debian package frr)");
+        eprintln!("SKIPPED: this test needs {BGPD} (Debian package frr): run ./scripts/test as root to install it");
+        return false;
+    }
+    true
+}
+
 const FRR_CONF: &str = "frr defaults traditional\nhostname rtr\nlog stdout informational\n\
 router bgp 64500\n bgp router-id 10.9.0.2\n no bgp ebgp-requires-policy\n\
  neighbor 10.9.0.1 remote-as 64512\n neighbor 10.9.0.1 timers 3 9\n\
@@ -677,12 +690,7 @@ router bgp 64500\n bgp router-id 10.9.0.2\n no bgp ebgp-requires-policy\n\
 
 #[test]
 fn frr_receives_ipv4_over_ebgp_and_ipv6_over_ibgp_with_md5_follows_changes_refreshes_and_restarts() {
-    if !prerequisites(&["ip", "vtysh"]) {
-        return;
-    }
-    if !std::path::Path::new(BGPD).is_file() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {BGPD} is missing (Debian package frr)");
-        eprintln!("SKIPPED: this test needs {BGPD} (Debian package frr): run ./scripts/test as root to install it");
+    if !frr_prerequisites() {
         return;
     }
     let lab = Lab::new();
@@ -903,12 +911,7 @@ fn openbgpd_receives_ipv4_over_ebgp_and_ipv6_over_ibgp_with_md5_refreshes_and_sh
 
 #[test]
 fn frr_keeps_the_routes_as_stale_across_a_graceful_restart_over_gtsm() {
-    if !prerequisites(&["ip", "vtysh"]) {
-        return;
-    }
-    if !std::path::Path::new(BGPD).is_file() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {BGPD} is missing (Debian package frr)");
-        eprintln!("SKIPPED: this test needs {BGPD} (Debian package frr): run ./scripts/test as root to install it");
+    if !frr_prerequisites() {
         return;
     }
     let lab = Lab::new();
