@@ -82,14 +82,14 @@ async fn main() -> Result<(), AnnounceError> {
     res.load_path(config_path.as_ref());
     let validated = config::validate(&res).map_err(|e| AnnounceError::Fatal(config::Diagnostics(e).to_string()))?;
     let services = service::load_balancer_services(&mut res).map_err(|e| AnnounceError::Fatal(format!("{e:?}")))?;
-    let (_, outcomes) = batch::assign_all(&validated.config.pools, &services, None);
+    let (alloc, _) = batch::assign_all(&validated.config.pools, &services, None);
     let assigned: Vec<Assigned> = services
         .iter()
-        .zip(&outcomes)
-        .filter(|(_, o)| !o.ips.is_empty())
-        .map(|(s, o)| Assigned {
+        .map(|s| (s, alloc.assignment(&s.key)))
+        .filter(|(_, held)| !held.is_empty())
+        .map(|(s, held)| Assigned {
             labels: s.restore_request().labels.clone(),
-            ips: o.ips.iter().copied().zip(o.pools.iter().map(|p| p.as_str().into())).collect(),
+            ips: held.into_iter().map(|(ip, pool)| (ip, pool.into())).collect(),
         })
         .collect();
     let desired = Desired {

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 use lbcore::config::{self, Diagnostic};
-use lbcore::ipam::batch::{self, Outcome};
-use lbcore::ipam::PoolStats;
+use lbcore::ipam::batch::{self, Outcomes};
+use lbcore::ipam::{Allocator, PoolStats};
 use lbcore::service::{self, Service};
 use serde::Serialize;
 
@@ -98,25 +98,35 @@ pub fn run(args: &Args) -> Result<Report> {
     }
     let services = service::load_balancer_services(&mut res).map_err(Error::Config)?;
     let (alloc, outcomes) = batch::assign_all(&validated.config.pools, &services, args.lb_class.as_deref());
-    Ok(Report::new(alloc.stats(), &services, outcomes, &warnings))
+    Ok(Report::new(alloc.stats(), &services, &alloc, &outcomes, &warnings))
 }
 
 impl Report {
-    /// The report of an allocation: pools from the allocator's [`lbcore::ipam::Allocator::stats`], one row
-    /// per service.
-    pub fn new(pools: Vec<PoolStats>, services: &[Service], outcomes: Vec<Outcome>, warnings: &[Diagnostic]) -> Self {
+    /// The report of an allocation: pools from the allocator's [`Allocator::stats`], one row
+    /// per service with what `alloc` holds for it.
+    pub fn new(
+        pools: Vec<PoolStats>,
+        services: &[Service],
+        alloc: &Allocator,
+        outcomes: &Outcomes,
+        warnings: &[Diagnostic],
+    ) -> Self {
         let pools = pools.into_iter().map(|s| PoolRow { name: s.name, size: s.size, assigned: s.assigned }).collect();
-        print_notes(services, &outcomes);
+        print_notes(services, outcomes);
         let services = services
             .iter()
-            .zip(outcomes)
-            .map(|(s, o)| ServiceRow {
-                namespace: s.key.namespace.clone(),
-                name: s.key.name.clone(),
-                ips: o.ips.iter().map(|ip| ip.to_string()).collect(),
-                pool: distinct_pools(&o.pools),
-                pools: o.pools,
-                error: o.error,
+            .enumerate()
+            .map(|(i, s)| {
+                let (ips, pools): (Vec<_>, Vec<_>) =
+                    alloc.assignment(&s.key).into_iter().map(|(ip, p)| (ip.to_string(), p.to_string())).unzip();
+                ServiceRow {
+                    namespace: s.key.namespace.to_string(),
+                    name: s.key.name.to_string(),
+                    ips,
+                    pool: distinct_pools(&pools),
+                    pools,
+                    error: outcomes.error(i).map(str::to_string),
+                }
             })
             .collect();
         Report { pools, services, warnings: warnings.iter().map(|w| w.to_string()).collect() }
@@ -143,23 +153,24 @@ impl Report {
 }
 
 /// Prints the allocator's notes about services on stderr.
-pub fn print_notes(services: &[Service], outcomes: &[Outcome]) {
-    for (s, o) in services.iter().zip(outcomes) {
-        if let Some(note) = &o.note {
+pub fn print_notes(services: &[Service], outcomes: &Outcomes) {
+    for (i, note) in outcomes.notes() {
+        if let Some(s) = services.get(i) {
             eprintln!("note: {}: {note}", s.key);
         }
     }
 }
 
 /// Writes the text tables of an allocation, as [`Report::write`] does, straight from the
-/// services and their outcomes: each row is formatted as it is written (twice: once to size
+/// services, the allocator and the outcomes: each row is formatted as it is written (twice: once to size
 /// the columns) and never held, so that `lb run` prints 100k services on every reload without
 /// a copy of them.
 pub fn write_tables(
     out: &mut impl Write,
     pools: &[PoolStats],
     services: &[Service],
-    outcomes: &[Outcome],
+    alloc: &Allocator,
+    outcomes: &Outcomes,
 ) -> Result<()> {
     table(out, ["POOL", "SIZE", "ASSIGNED"], pools.len(), |i| {
         let p = &pools[i];
@@ -167,22 +178,24 @@ pub fn write_tables(
     })?;
     writeln!(out)?;
     let row = |i: usize| {
-        let (s, o) = (&services[i], &outcomes[i]);
-        let ips = if o.ips.is_empty() {
+        let s = &services[i];
+        let held = alloc.assignment(&s.key);
+        let ips = if held.is_empty() {
             "-".to_string()
         } else {
-            o.ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(",")
+            held.iter().map(|(ip, _)| ip.to_string()).collect::<Vec<_>>().join(",")
         };
-        [s.key.to_string(), ips, pool_cell(distinct_pools(&o.pools), o.error.as_deref())]
+        let pools: Vec<&str> = held.iter().map(|(_, p)| *p).collect();
+        [s.key.to_string(), ips, pool_cell(distinct_pools(&pools), outcomes.error(i))]
     };
     table(out, ["SERVICE", "IPS", "POOL"], services.len().min(outcomes.len()), row)
 }
 
 /// The pools of a service's addresses, each once, joined by `,`; None when it has none.
-fn distinct_pools(pools: &[String]) -> Option<String> {
+fn distinct_pools<S: AsRef<str>>(pools: &[S]) -> Option<String> {
     let mut distinct: Vec<&str> = Vec::new();
-    for p in pools {
-        if !distinct.contains(&p.as_str()) {
+    for p in pools.iter().map(AsRef::as_ref) {
+        if !distinct.contains(&p) {
             distinct.push(p);
         }
     }

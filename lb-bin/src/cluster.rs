@@ -286,7 +286,7 @@ impl Stores {
         for svc in self.services.items.values() {
             let Some(raw) = to_raw_service(svc) else { continue };
             if let Some(s) = lbcore::service::Service::from_raw(&raw, &Default::default()) {
-                r.services.push(Loaded { source: source(svc), object: s });
+                r.push_service(source(svc), s);
             }
         }
         r

@@ -170,26 +170,26 @@ impl Controller {
         let class = self.args.lb_class.as_deref();
         let (alloc, outcomes) = batch::assign_all(&config.pools, &services, class);
         self.metrics.pools(&alloc.stats());
-        drop(alloc);
         let mut writes = Vec::new();
         let mut ours = BTreeSet::new();
-        for (svc, o) in services.iter().zip(outcomes) {
+        for (i, svc) in services.iter().enumerate() {
             if svc.class.as_deref() != class {
                 continue;
             }
-            let k = (svc.key.namespace.clone(), svc.key.name.clone());
+            let k = (svc.key.namespace.to_string(), svc.key.name.to_string());
             ours.insert(k.clone());
             let Some(obj) = self.stores.services.items.get(&k) else { continue };
-            let ips: Vec<String> = o.ips.iter().map(ToString::to_string).collect();
-            let mut pools: Vec<String> = Vec::new();
-            for p in o.pools {
+            let held = alloc.assignment(&svc.key);
+            let ips: Vec<String> = held.iter().map(|(ip, _)| ip.to_string()).collect();
+            let mut pools: Vec<&str> = Vec::new();
+            for (_, p) in held {
                 if !pools.contains(&p) {
                     pools.push(p);
                 }
             }
             let pool = (!pools.is_empty()).then(|| pools.join(","));
             let have_pool = obj.annotations().get(ANN_ALLOCATED_FROM_POOL).cloned();
-            let failure = o.error.clone().filter(|_| ips.is_empty());
+            let failure = outcomes.error(i).map(str::to_string).filter(|_| ips.is_empty());
             let mut event = None;
             match &failure {
                 Some(why) if self.reported_failures.get(&k) != Some(why) => {
@@ -212,7 +212,7 @@ impl Controller {
             let changed = status_ips(obj) != ips || have_pool != pool;
             if changed && !ips.is_empty() {
                 let mut note = format!("Assigned IP {:?} from pool {}", ips, pool.clone().unwrap_or_default());
-                if let Some(n) = &o.note {
+                if let Some(n) = outcomes.note(i) {
                     note = format!("{note} ({n})");
                 }
                 // The Recorder (events.rs) folds events with the same reason and action on one object

@@ -191,7 +191,7 @@ fn build(
 ) -> Result<Explanation> {
     let key = format!("{ns}/{name}");
     let mut out = Explanation { service: key.clone(), ..Default::default() };
-    let Some(index) = services.iter().position(|s| s.key.namespace == ns && s.key.name == name) else {
+    let Some(index) = services.iter().position(|s| *s.key.namespace == *ns && *s.key.name == *name) else {
         out.handled = Verdict {
             name: key,
             ok: false,
@@ -211,14 +211,15 @@ fn build(
         return Ok(out);
     }
     out.handled = Verdict { name: key, ok: true, why: "a LoadBalancer Service of lb's class".into() };
-    let (_, outcomes) = batch::assign_all(&config.pools, services, class);
-    let o = &outcomes[index];
-    out.addresses = o.ips.iter().map(IpAddr::to_string).collect();
-    out.error = o.error.clone();
-    out.note = o.note.clone();
-    out.pools = pool_verdicts(config, svc, &o.pools);
+    let (alloc, outcomes) = batch::assign_all(&config.pools, services, class);
+    let held = alloc.assignment(&svc.key);
+    out.addresses = held.iter().map(|(ip, _)| ip.to_string()).collect();
+    out.error = outcomes.error(index).map(str::to_string);
+    out.note = outcomes.note(index).map(str::to_string);
+    let used: Vec<String> = held.iter().map(|(_, p)| p.to_string()).collect();
+    out.pools = pool_verdicts(config, svc, &used);
     let request = svc.restore_request();
-    for (ip, pool) in o.ips.iter().zip(&o.pools) {
+    for (ip, pool) in &held {
         out.announce.push(announce(
             config,
             nodes,

@@ -27,7 +27,7 @@ use announcer_bgp::BgpAnnouncer;
 use announcer_l2::{L2Announcer, L2Settings};
 use lbcore::announcer::{Announcer, Desired};
 use lbcore::config::{self, duration, Config, Labels};
-use lbcore::ipam::batch;
+use lbcore::ipam::{batch, Allocator};
 use lbcore::plan::{self, Assigned, Node};
 use lbcore::service;
 
@@ -263,32 +263,35 @@ impl Standalone {
         };
         for s in &mut services {
             if let Some(ips) = state.services.get(&s.key.to_string()) {
-                s.status_ips.clone_from(ips);
+                s.status_ips = ips.as_slice().into();
             }
         }
         drop(state);
         let (alloc, outcomes) = batch::assign_all(&validated.config.pools, &services, self.args.lb_class.as_deref());
-        let pool_stats = alloc.stats();
-        drop(alloc);
-        self.save_state(&services, &outcomes);
-        let mut assigned = Vec::new();
-        let mut pool_names: BTreeMap<&str, Arc<str>> = BTreeMap::new();
-        for (s, o) in services.iter().zip(&outcomes) {
-            if !o.ips.is_empty() {
-                let labels = s.restore_request().labels.clone();
-                let pools = o.pools.iter().map(|p| pool_names.entry(p).or_insert_with(|| p.as_str().into()).clone());
-                assigned.push(Assigned { labels, ips: o.ips.iter().copied().zip(pools).collect() });
-            }
-        }
-        drop(pool_names);
+        self.save_state(&services, &alloc);
         check::print_notes(&services, &outcomes);
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        if let Err(e) = check::write_tables(&mut out, &pool_stats, &services, &outcomes)
+        if let Err(e) = check::write_tables(&mut out, &alloc.stats(), &services, &alloc, &outcomes)
             .and_then(|()| std::io::Write::flush(&mut out).map_err(Error::from))
         {
             tracing::warn!(error = %e, "cannot print the assignment table");
         }
         drop(outcomes);
+        let mut assigned = Vec::new();
+        let mut pool_names: BTreeMap<&str, Arc<str>> = BTreeMap::new();
+        for s in &services {
+            let held = alloc.assignment(&s.key);
+            if !held.is_empty() {
+                let labels = s.restore_request().labels.clone();
+                let ips = held
+                    .into_iter()
+                    .map(|(ip, p)| (ip, pool_names.entry(p).or_insert_with(|| p.into()).clone()))
+                    .collect();
+                assigned.push(Assigned { labels, ips });
+            }
+        }
+        drop(pool_names);
+        drop(alloc);
         drop(services);
         // This host's labels: its Node entry's, then the flags'.
         let mut labels = nodes.get(&self.node.name).map(|n| n.0.clone()).unwrap_or_default();
@@ -328,21 +331,21 @@ impl Standalone {
 
     /// Writes the assignments to the state file, in key order; when it cannot be written, keeps
     /// them for the next reload.
-    fn save_state(&mut self, services: &[service::Service], outcomes: &[batch::Outcome]) {
-        let mut order: Vec<usize> =
-            (0..services.len().min(outcomes.len())).filter(|&i| !outcomes[i].ips.is_empty()).collect();
+    fn save_state(&mut self, services: &[service::Service], alloc: &Allocator) {
+        let ips = |i: usize| alloc.assigned(&services[i].key).unwrap_or_default();
+        let mut order: Vec<usize> = (0..services.len()).filter(|&i| !ips(i).is_empty()).collect();
         // The order of the keys as text ("namespace/name"), as a map of them has it.
         let text = |i: usize| {
             let k = &services[i].key;
             k.namespace.bytes().chain(std::iter::once(b'/')).chain(k.name.bytes())
         };
         order.sort_by(|&a, &b| text(a).cmp(text(b)));
-        let entries = order.iter().map(|&i| (services[i].key.to_string(), outcomes[i].ips.as_slice()));
+        let entries = order.iter().map(|&i| (services[i].key.to_string(), ips(i)));
         let result = crate::state::save_entries(&self.args.state_file, entries);
         self.wrote_state = result.is_ok() && !order.is_empty();
         if let Err(e) = result {
             tracing::warn!(path = %self.args.state_file.display(), error = %e, "cannot write the state file; the assignments are kept in memory until it can be");
-            let services = order.iter().map(|&i| (services[i].key.to_string(), outcomes[i].ips.clone())).collect();
+            let services = order.iter().map(|&i| (services[i].key.to_string(), ips(i))).collect();
             self.unsaved = Some(State { services });
         }
     }

@@ -52,9 +52,9 @@ impl<K: Serialize, V: Serialize, I: Iterator<Item = (K, V)>> Serialize for Strea
 
 /// Writes the state file atomically from `(namespace/name, addresses)` entries, which the
 /// caller gives in key order.
-pub fn save_entries<'a, K: Serialize>(
+pub fn save_entries<K: Serialize, V: Serialize>(
     path: &Path,
-    entries: impl Iterator<Item = (K, &'a [IpAddr])>,
+    entries: impl Iterator<Item = (K, V)>,
 ) -> std::io::Result<()> {
     #[derive(Serialize)]
     struct File<T> {

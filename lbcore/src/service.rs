@@ -27,17 +27,21 @@ pub const ANN_ALLOW_SHARED_IP: &str = "allow-shared-ip";
 pub const ANN_ALLOCATED_FROM_POOL: &str = "metallb.io/ip-allocated-from-pool";
 
 /// A service's identity: namespace and name. Orders by namespace, then name.
+///
+/// Both parts are shared strings, so a clone costs no allocation: the allocator keeps a
+/// clone of each key it holds, and a namespace's name can be one string for all of its
+/// services (see [`crate::config::Resources::push_service`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceKey {
     /// Namespace (`default` when a file gives none).
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// Name.
-    pub name: String,
+    pub name: Arc<str>,
 }
 
 impl ServiceKey {
     /// The key `namespace/name`.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(namespace: impl Into<Arc<str>>, name: impl Into<Arc<str>>) -> Self {
         ServiceKey { namespace: namespace.into(), name: name.into() }
     }
 }
@@ -80,7 +84,7 @@ impl fmt::Display for Port {
 }
 
 /// `spec.ipFamilyPolicy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum FamilyPolicy {
     /// One address.
     #[default]
@@ -92,7 +96,10 @@ pub enum FamilyPolicy {
 }
 
 /// What a service asks of the allocator.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// Services hold theirs behind an `Arc`, and services that ask alike share one (see
+/// [`Interned`]): 100k services made from one template hold one request, not 100k.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Request {
     /// Specific addresses asked for (at most one per family).
     pub ips: Vec<IpAddr>,
@@ -119,22 +126,24 @@ pub struct Request {
 
 /// A LoadBalancer service read from a file or the API, with its allocation request (or why
 /// the request is malformed: such a service gets no address, and the error says why).
+///
+/// Kept small (104 octets, and its request shared) because a start may read 100k of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
     /// Namespace and name.
     pub key: ServiceKey,
     /// `metadata.creationTimestamp`, if known (RFC 3339 sorts as text in UTC).
-    pub created: Option<String>,
+    pub created: Option<Box<str>>,
     /// `spec.loadBalancerClass`.
-    pub class: Option<String>,
+    pub class: Option<Arc<str>>,
     /// The allocation request.
-    pub request: Result<Request, RequestError>,
+    pub request: Result<Arc<Request>, Box<RequestError>>,
     /// Only when `request` is an error: what restoring the service's current addresses
     /// uses instead, the sharing key, backend key, ports and labels that could be read. A
     /// typo in a Service must not free its address for another service.
     pub fallback: Option<Box<Request>>,
     /// Addresses already in `status.loadBalancer.ingress` (to restore).
-    pub status_ips: Vec<IpAddr>,
+    pub status_ips: Box<[IpAddr]>,
 }
 
 fn annotation<'a>(ann: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
@@ -153,7 +162,7 @@ impl Service {
             meta.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into()),
             meta.name.clone().unwrap_or_default(),
         );
-        let status_ips = svc
+        let status_ips: Box<[IpAddr]> = svc
             .status
             .load_balancer
             .ingress
@@ -162,13 +171,13 @@ impl Service {
             .collect();
         let base = sharing_parts(svc, namespace_labels);
         let (request, fallback) = match request(svc, &base) {
-            Ok(r) => (Ok(r), None),
-            Err(e) => (Err(e), Some(Box::new(base))),
+            Ok(r) => (Ok(Arc::new(r)), None),
+            Err(e) => (Err(Box::new(e)), Some(Box::new(base))),
         };
         Some(Service {
             key,
-            created: meta.creation_timestamp.clone(),
-            class: svc.spec.load_balancer_class.clone(),
+            created: meta.creation_timestamp.as_deref().map(Box::from),
+            class: svc.spec.load_balancer_class.as_deref().map(Arc::from),
             request,
             fallback,
             status_ips,
@@ -180,7 +189,7 @@ impl Service {
     pub fn restore_request(&self) -> &Request {
         static EMPTY: std::sync::OnceLock<Request> = std::sync::OnceLock::new();
         match (&self.request, &self.fallback) {
-            (Ok(r), _) => r,
+            (Ok(r), _) => r.as_ref(),
             (Err(_), Some(f)) => f,
             (Err(_), None) => EMPTY.get_or_init(Request::default),
         }
@@ -441,6 +450,45 @@ pub fn namespace_labels(res: &Resources, ns: &str) -> Labels {
     labels
 }
 
+/// One copy of each namespace name and of each distinct request, shared by the services that
+/// have them (see [`crate::config::Resources::push_service`]).
+#[derive(Debug, Clone, Default)]
+pub struct Interned {
+    namespaces: std::collections::BTreeSet<Arc<str>>,
+    requests: std::collections::HashSet<Arc<Request>>,
+}
+
+impl Interned {
+    /// `svc` with its namespace name and request shared with the services seen before.
+    pub fn service(&mut self, mut svc: Service) -> Service {
+        match self.namespaces.get(&*svc.key.namespace) {
+            Some(ns) => svc.key.namespace = ns.clone(),
+            None => {
+                self.namespaces.insert(svc.key.namespace.clone());
+            }
+        }
+        if let Ok(r) = &mut svc.request {
+            match self.requests.get(&**r) {
+                Some(same) => *r = same.clone(),
+                None => {
+                    self.requests.insert(r.clone());
+                }
+            }
+        }
+        svc
+    }
+
+    /// The shared copy of `req`.
+    pub fn request(&mut self, req: Request) -> Arc<Request> {
+        if let Some(same) = self.requests.get(&req) {
+            return same.clone();
+        }
+        let r = Arc::new(req);
+        self.requests.insert(r.clone());
+        r
+    }
+}
+
 /// Takes the LoadBalancer services out of `res`, with their namespace labels, in allocation
 /// order, or returns an error per service defined twice (same namespace and name) or without
 /// a name.
@@ -456,7 +504,7 @@ pub fn load_balancer_services(res: &mut Resources) -> Result<Vec<Service>, Vec<D
             } else if let Some(first) = seen.get(key) {
                 errors.push(Diagnostic {
                     field: "metadata.name".into(),
-                    value: key.name.clone(),
+                    value: key.name.to_string(),
                     message: format!("Service {key} is already defined in {first}"),
                     ..svc_diag(l)
                 });
@@ -468,8 +516,9 @@ pub fn load_balancer_services(res: &mut Resources) -> Result<Vec<Service>, Vec<D
     if !errors.is_empty() {
         return Err(errors);
     }
-    // One copy of each namespace's labels, shared by its services.
-    let mut ns_labels: BTreeMap<String, Arc<Labels>> = BTreeMap::new();
+    // One copy of each namespace's labels, shared by its services, and one of each request.
+    let mut ns_labels: BTreeMap<Arc<str>, Arc<Labels>> = BTreeMap::new();
+    let mut shared = Interned::default();
     let mut out: Vec<Service> = loaded
         .into_iter()
         .map(|l| {
@@ -480,7 +529,11 @@ pub fn load_balancer_services(res: &mut Resources) -> Result<Vec<Service>, Vec<D
                 None => ns_labels.entry(ns.clone()).or_insert_with(|| Arc::new(namespace_labels(res, ns))).clone(),
             };
             if let Ok(r) = &mut svc.request {
-                r.namespace_labels = labels.clone();
+                if r.namespace_labels != labels {
+                    let mut with_labels = Request::clone(r);
+                    with_labels.namespace_labels = labels.clone();
+                    *r = shared.request(with_labels);
+                }
             }
             if let Some(f) = &mut svc.fallback {
                 f.namespace_labels = labels;
@@ -552,11 +605,11 @@ mod tests {
         }
         let mk = |name: &str, created: Option<&str>| Service {
             key: ServiceKey::new("n", name),
-            created: created.map(str::to_string),
+            created: created.map(Box::from),
             class: None,
-            request: Ok(Request::default()),
+            request: Ok(Arc::default()),
             fallback: None,
-            status_ips: vec![],
+            status_ips: Box::default(),
         };
         let mut v = vec![
             mk("late", Some("2024-01-01T00:00:01Z")),
@@ -566,7 +619,7 @@ mod tests {
             mk("file-2", None),
         ];
         sort_for_allocation(&mut v);
-        let names: Vec<&str> = v.iter().map(|s| s.key.name.as_str()).collect();
+        let names: Vec<&str> = v.iter().map(|s| &*s.key.name).collect();
         assert_eq!(names, ["file-1", "file-2", "early", "half", "late"]);
     }
 
@@ -603,5 +656,31 @@ mod tests {
         assert_eq!(labels[0].get("team").map(String::as_str), Some("blue"));
         assert_eq!(labels[0].get("kubernetes.io/metadata.name").map(String::as_str), Some("blue"));
         assert!(Arc::ptr_eq(labels[0], labels[1]), "one copy per namespace");
+    }
+
+    #[test]
+    fn services_that_ask_alike_share_one_request_and_others_keep_their_own() {
+        let doc = |name: &str, ns: &str, extra: &str| {
+            format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}{extra}}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n---\n")
+        };
+        let mut r = Resources::default();
+        let text = doc("a", "red", "")
+            + &doc("b", "red", "")
+            + &doc("c", "red", ", labels: {app: c}")
+            + &doc("d", "blue", "")
+            + "apiVersion: v1\nkind: Namespace\nmetadata: {name: blue, labels: {team: blue}}\n";
+        r.load_str("t.yaml", &text);
+        let services = load_balancer_services(&mut r).unwrap();
+        let req = |name: &str| services.iter().find(|s| &*s.key.name == name).unwrap().request.clone().unwrap();
+        let (a, b, c, d) = (req("a"), req("b"), req("c"), req("d"));
+        assert!(Arc::ptr_eq(&a, &b), "same namespace, ports and labels: one request");
+        assert!(!Arc::ptr_eq(&a, &c), "other labels: a request of its own");
+        assert_eq!(c.labels.get("app").map(String::as_str), Some("c"));
+        assert!(!Arc::ptr_eq(&a, &d), "another namespace (other namespace labels): a request of its own");
+        assert_eq!(d.namespace_labels.get("team").map(String::as_str), Some("blue"));
+        assert_eq!(a.namespace_labels.get("team"), None);
+        assert_eq!(a.ports, [Port { protocol: Protocol::Tcp, port: 80 }]);
+        let key = |name: &str| services.iter().find(|s| &*s.key.name == name).unwrap().key.clone();
+        assert!(Arc::ptr_eq(&key("a").namespace, &key("c").namespace), "one namespace string per namespace");
     }
 }

@@ -82,6 +82,9 @@ pub struct Resources {
     pub errors: Vec<Diagnostic>,
     /// Problems that do not stop the configuration from being used.
     pub warnings: Vec<Diagnostic>,
+    /// The namespace names and requests of the services read so far, each kept once and
+    /// shared by the services that have it (see [`Resources::push_service`]).
+    pub interned: crate::service::Interned,
 }
 
 /// The `metallb.io` kinds `lb` reads.
@@ -99,6 +102,14 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Resources {
 }
 
 impl Resources {
+    /// Adds a service, its namespace name and request shared with the services already added
+    /// that have the same (100k services of a few namespaces and templates then hold a few
+    /// copies of them, not 100k).
+    pub fn push_service(&mut self, source: Source, svc: crate::service::Service) {
+        let svc = self.interned.service(svc);
+        self.services.push(Loaded { source, object: svc });
+    }
+
     /// Reads a file or a directory of files.
     pub fn load_path(&mut self, path: &Path) {
         let source = Source { file: path.display().to_string().into(), doc: 0, item: None };
@@ -251,7 +262,7 @@ impl Resources {
             ("", "Service") => match typed::<raw::Service>(value) {
                 Ok((svc, _)) => {
                     if let Some(svc) = crate::service::Service::from_raw(&svc, &Default::default()) {
-                        self.services.push(Loaded { source, object: svc });
+                        self.push_service(source, svc);
                     }
                 }
                 Err((path, msg)) => self.errors.push(diag(&path, "", msg)),

@@ -204,7 +204,7 @@ impl Allocator {
             let survivors: Vec<(IpAddr, usize)> =
                 e.addrs.ips().filter_map(|ip| self.pool_of(ip).map(|p| (ip, p))).collect();
             if survivors.len() < e.addrs.len() {
-                lost.push((*e.key).clone());
+                lost.push(e.key.clone());
             }
             if !survivors.is_empty() {
                 self.commit(&e.key, &survivors, e.share);
@@ -234,6 +234,14 @@ impl Allocator {
         self.table.get(key).map(|e| e.addrs.ips().collect())
     }
 
+    /// `key`'s addresses, each with the name of its pool (empty when it has none).
+    pub fn assignment(&self, key: &ServiceKey) -> Vec<(IpAddr, &str)> {
+        self.table
+            .get(key)
+            .map(|e| e.addrs.iter().map(|(ip, p)| (ip, self.pools[p].pool.name.as_str())).collect())
+            .unwrap_or_default()
+    }
+
     /// The pool names of `key`'s addresses, one per address.
     pub fn assigned_pools(&self, key: &ServiceKey) -> Vec<&str> {
         self.table
@@ -244,7 +252,7 @@ impl Allocator {
 
     /// The services holding `ip`, in key order.
     pub fn holders(&self, ip: IpAddr) -> Vec<&ServiceKey> {
-        let mut v: Vec<&ServiceKey> = self.table.holders(ip).map(|e| &*e.key).collect();
+        let mut v: Vec<&ServiceKey> = self.table.holders(ip).map(|e| &e.key).collect();
         v.sort();
         v
     }
@@ -266,9 +274,9 @@ impl Allocator {
 
     /// Why `share` may not join the current holders of `ip` (other than `key`).
     fn sharing_refused(&self, key: &ServiceKey, ip: IpAddr, share: &Share) -> Option<(ServiceKey, ShareRefusal)> {
-        let mut others: Vec<&Entry> = self.table.holders(ip).filter(|e| *e.key != *key).collect();
+        let mut others: Vec<&Entry> = self.table.holders(ip).filter(|e| e.key != *key).collect();
         others.sort_by(|a, b| a.key.cmp(&b.key));
-        others.into_iter().find_map(|e| share.refuses(&e.share).map(|r| ((*e.key).clone(), r)))
+        others.into_iter().find_map(|e| share.refuses(&e.share).map(|r| (e.key.clone(), r)))
     }
 
     fn commit(&mut self, key: &ServiceKey, addrs: &[(IpAddr, usize)], share: Share) {
@@ -418,8 +426,8 @@ impl Allocator {
         }
         assert_eq!(holders.len(), self.table.addresses(), "holder map has stale addresses");
         for (ip, hs) in &holders {
-            let mut listed: Vec<&ServiceKey> = self.table.holders(*ip).map(|e| &*e.key).collect();
-            let mut want: Vec<&ServiceKey> = hs.iter().map(|e| &*e.key).collect();
+            let mut listed: Vec<&ServiceKey> = self.table.holders(*ip).map(|e| &e.key).collect();
+            let mut want: Vec<&ServiceKey> = hs.iter().map(|e| &e.key).collect();
             listed.sort();
             want.sort();
             assert_eq!(listed, want, "holders of {ip}");

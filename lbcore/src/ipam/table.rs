@@ -1,16 +1,20 @@
 //! Who holds what: the allocator's table of services and address holders, stored compactly.
 //!
 //! Memory per assigned service is what limits a million-service allocator, so each service
-//! is one slot (its key once, behind an `Arc` shared with the index; at most two addresses
-//! inline; its sharing data without heap allocations when empty), and each address records
-//! its holders inline when there is one (the common case), as slot numbers.
+//! is one slot (its key, whose strings are shared with the caller's; at most two addresses
+//! inline; its sharing data without heap allocations when empty), and the lookups by key
+//! and by address hold slot numbers only.
 //!
 //! Invariants: `index` and the live slots describe the same services; an address is in
-//! `holders` exactly when at least one live slot lists it, and then it lists exactly those.
+//! `single` or in `shared` (never both) exactly when at least one live slot lists it:
+//! `single` when one does, `shared`, with exactly those slots, when two or more do. Every
+//! slot an element of these names is live.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
+
+use hashbrown::HashTable;
 
 use crate::service::{Port, Request, ServiceKey};
 
@@ -119,64 +123,92 @@ impl Addrs {
 /// One service's assignment.
 #[derive(Debug, Clone)]
 pub(super) struct Entry {
-    pub key: Arc<ServiceKey>,
+    pub key: ServiceKey,
     pub addrs: Addrs,
     pub share: Share,
 }
 
-/// Holders of one address: one slot inline, or several when shared.
-#[derive(Debug, Clone)]
-enum Holders {
-    One(u32),
-    Many(Vec<u32>),
-}
-
-impl Holders {
-    fn slots(&self) -> &[u32] {
-        match self {
-            Holders::One(s) => std::slice::from_ref(s),
-            Holders::Many(v) => v,
-        }
+impl Entry {
+    /// The `i`th address (callers pass an index below `addrs.len()`).
+    fn ip(&self, i: usize) -> Option<IpAddr> {
+        self.addrs.ips().nth(i)
     }
 }
 
 /// Services by key, and holders by address.
+///
+/// The two lookups hold only slot numbers (4 octets a service and an address, plus the hash
+/// table's control byte): a key or an address is found by its hash and compared against the
+/// slot it names. An address held by one service (the common case) is in `single`, as its
+/// slot and the address's place in that slot (`slot << 1 | place`); one held by two or more
+/// is in `shared` with every holder.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Table {
-    index: HashMap<Arc<ServiceKey>, u32>,
+    hasher: RandomState,
+    index: HashTable<u32>,
     slots: Vec<Option<Entry>>,
     free: Vec<u32>,
-    holders: HashMap<IpAddr, Holders>,
+    single: HashTable<u32>,
+    shared: HashMap<IpAddr, Vec<u32>>,
+}
+
+/// The entry in `slot` (every slot a lookup names is live: see the module invariants).
+fn live(slots: &[Option<Entry>], slot: u32) -> Option<&Entry> {
+    slots.get(slot as usize)?.as_ref()
+}
+
+/// The address a `single` element stands for.
+fn single_ip(slots: &[Option<Entry>], elem: u32) -> Option<IpAddr> {
+    live(slots, elem >> 1)?.ip((elem & 1) as usize)
 }
 
 impl Table {
+    fn hash<T: Hash + ?Sized>(&self, v: &T) -> u64 {
+        self.hasher.hash_one(v)
+    }
+
     /// Makes room for `additional` more services (each with one address) at once.
     pub fn reserve(&mut self, additional: usize) {
         let more = additional.saturating_sub(self.free.len());
         self.slots.reserve_exact(more);
-        self.index.reserve(additional);
-        self.holders.reserve(additional);
+        let Table { hasher, index, slots, single, .. } = self;
+        index.reserve(additional, |&s| live(slots, s).map_or(0, |e| hasher.hash_one(&e.key)));
+        single.reserve(additional, |&e| single_ip(slots, e).map_or(0, |ip| hasher.hash_one(ip)));
     }
 
     pub fn len(&self) -> usize {
         self.index.len()
     }
 
+    fn slot_of(&self, key: &ServiceKey) -> Option<u32> {
+        let slots = &self.slots;
+        self.index.find(self.hash(key), |&s| live(slots, s).is_some_and(|e| e.key == *key)).copied()
+    }
+
     pub fn get(&self, key: &ServiceKey) -> Option<&Entry> {
-        let &slot = self.index.get(key)?;
-        self.slots.get(slot as usize)?.as_ref()
+        live(&self.slots, self.slot_of(key)?)
+    }
+
+    /// The slots of the services holding `ip`.
+    fn holder_slots(&self, ip: IpAddr) -> Vec<u32> {
+        if let Some(v) = self.shared.get(&ip) {
+            return v.clone();
+        }
+        let slots = &self.slots;
+        self.single
+            .find(self.hash(&ip), |&e| single_ip(slots, e) == Some(ip))
+            .map(|&e| vec![e >> 1])
+            .unwrap_or_default()
     }
 
     /// The services holding `ip`.
     pub fn holders(&self, ip: IpAddr) -> impl Iterator<Item = &Entry> + '_ {
-        let slots = self.holders.get(&ip).map(Holders::slots).unwrap_or_default();
-        slots.iter().filter_map(|&s| self.slots.get(s as usize)?.as_ref())
+        self.holder_slots(ip).into_iter().filter_map(|s| live(&self.slots, s))
     }
 
     /// Records `key`'s assignment (replacing any previous one, which the caller has removed).
     /// Returns the addresses that had no holder before (the caller marks them used).
     pub fn insert(&mut self, key: &ServiceKey, addrs: Addrs, share: Share) -> Vec<IpAddr> {
-        let key = Arc::new(key.clone());
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -184,51 +216,68 @@ impl Table {
                 (self.slots.len() - 1) as u32
             }
         };
+        let key_hash = self.hash(key);
+        let ip_hashes: Vec<(IpAddr, u64)> = addrs.ips().map(|ip| (ip, self.hash(&ip))).collect();
+        self.slots[slot as usize] = Some(Entry { key: key.clone(), addrs, share });
+        let Table { hasher, index, slots, single, shared, .. } = self;
+        index.insert_unique(key_hash, slot, |&s| live(slots, s).map_or(0, |e| hasher.hash_one(&e.key)));
         let mut newly = Vec::new();
-        for ip in addrs.ips() {
-            match self.holders.get_mut(&ip) {
-                None => {
-                    self.holders.insert(ip, Holders::One(slot));
-                    newly.push(ip);
+        for (place, (ip, h)) in ip_hashes.into_iter().enumerate() {
+            if let Some(v) = shared.get_mut(&ip) {
+                v.push(slot);
+                continue;
+            }
+            match single.find_entry(h, |&e| single_ip(slots, e) == Some(ip)) {
+                Ok(occupied) => {
+                    let (other, _) = occupied.remove();
+                    shared.insert(ip, vec![other >> 1, slot]);
                 }
-                Some(h) => {
-                    let mut v = h.slots().to_vec();
-                    v.push(slot);
-                    *h = Holders::Many(v);
+                Err(_) => {
+                    let elem = slot << 1 | place as u32;
+                    single.insert_unique(h, elem, |&e| single_ip(slots, e).map_or(0, |ip| hasher.hash_one(ip)));
+                    newly.push(ip);
                 }
             }
         }
-        self.index.insert(Arc::clone(&key), slot);
-        self.slots[slot as usize] = Some(Entry { key, addrs, share });
         newly
     }
 
     /// Removes `key`'s assignment; returns it and the addresses that no longer have a holder.
     pub fn remove(&mut self, key: &ServiceKey) -> Option<(Entry, Vec<IpAddr>)> {
-        let slot = self.index.remove(key)?;
-        let entry = self.slots.get_mut(slot as usize)?.take()?;
-        self.free.push(slot);
+        let key_hash = self.hash(key);
+        let Table { hasher, index, slots, single, shared, free } = self;
+        let found = index.find_entry(key_hash, |&s| live(slots, s).is_some_and(|e| e.key == *key)).ok()?;
+        let (slot, _) = found.remove();
+        let ips: Vec<IpAddr> = live(slots, slot)?.addrs.ips().collect();
         let mut freed = Vec::new();
-        for ip in entry.addrs.ips() {
-            let now_empty = match self.holders.get_mut(&ip) {
-                Some(Holders::Many(v)) => {
+        for ip in ips {
+            let h = hasher.hash_one(ip);
+            match shared.get_mut(&ip) {
+                Some(v) => {
                     v.retain(|&s| s != slot);
-                    match v.as_slice() {
-                        [] => true,
-                        &[one] => {
-                            self.holders.insert(ip, Holders::One(one));
-                            false
-                        }
-                        _ => false,
+                    if let [one] = v.as_slice() {
+                        // Back to one holder: into `single`, with the address's place there.
+                        let one = *one;
+                        shared.remove(&ip);
+                        let place = live(slots, one).and_then(|e| e.addrs.ips().position(|x| x == ip)).unwrap_or(0);
+                        single.insert_unique(h, one << 1 | place as u32, |&e| {
+                            single_ip(slots, e).map_or(0, |ip| hasher.hash_one(ip))
+                        });
+                    } else if v.is_empty() {
+                        shared.remove(&ip);
+                        freed.push(ip);
                     }
                 }
-                Some(Holders::One(_)) | None => true,
-            };
-            if now_empty {
-                self.holders.remove(&ip);
-                freed.push(ip);
+                None => {
+                    if let Ok(e) = single.find_entry(h, |&e| e >> 1 == slot && single_ip(slots, e) == Some(ip)) {
+                        e.remove();
+                    }
+                    freed.push(ip);
+                }
             }
         }
+        let entry = slots.get_mut(slot as usize)?.take()?;
+        free.push(slot);
         Some((entry, freed))
     }
 
@@ -241,7 +290,7 @@ impl Table {
     /// Number of addresses with at least one holder.
     #[cfg(test)]
     pub fn addresses(&self) -> usize {
-        self.holders.len()
+        self.single.len() + self.shared.len()
     }
 
     /// Removes every entry and returns them in key order.
@@ -249,7 +298,8 @@ impl Table {
         let mut all: Vec<Entry> = self.slots.drain(..).flatten().collect();
         self.index.clear();
         self.free.clear();
-        self.holders.clear();
+        self.single.clear();
+        self.shared.clear();
         all.sort_by(|a, b| a.key.cmp(&b.key));
         all
     }
