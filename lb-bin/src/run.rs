@@ -197,8 +197,9 @@ struct Standalone {
     /// The assigned services (kept only in a group: owners are worked out again as members
     /// come and go).
     assigned: Vec<Assigned>,
-    /// Addresses covered by a route announced over BGP.
-    bgp_vips: BTreeSet<IpAddr>,
+    /// Addresses covered by a route announced over BGP, in order (kept only when the host
+    /// takes the announced addresses: they are put on `lb-vips`).
+    bgp_vips: Vec<IpAddr>,
     /// Addresses answered for in L2 mode now.
     l2_now: BTreeSet<IpAddr>,
     /// Metrics, when served.
@@ -277,22 +278,23 @@ impl Standalone {
             tracing::warn!(error = %e, "cannot print the assignment table");
         }
         drop(outcomes);
-        let mut assigned = Vec::new();
+        // The services become the assigned ones in place (the standard library reuses the
+        // buffer of a vector consumed into a smaller element type), so that the two lists
+        // never take room side by side with the allocator.
         let mut pool_names: BTreeMap<&str, Arc<str>> = BTreeMap::new();
-        for s in &services {
-            let held = alloc.assignment(&s.key);
-            if !held.is_empty() {
-                let labels = s.restore_request().labels.clone();
-                let ips = held
+        let assigned: Vec<Assigned> = services
+            .into_iter()
+            .filter_map(|s| {
+                let ips: Vec<(IpAddr, Arc<str>)> = alloc
+                    .assignment(&s.key)
                     .into_iter()
                     .map(|(ip, p)| (ip, pool_names.entry(p).or_insert_with(|| p.into()).clone()))
                     .collect();
-                assigned.push(Assigned { labels, ips });
-            }
-        }
+                (!ips.is_empty()).then(|| Assigned { labels: s.restore_request().labels.clone(), ips })
+            })
+            .collect();
         drop(pool_names);
         drop(alloc);
-        drop(services);
         // This host's labels: its Node entry's, then the flags'.
         let mut labels = nodes.get(&self.node.name).map(|n| n.0.clone()).unwrap_or_default();
         labels.extend(self.flag_labels.clone());
@@ -303,12 +305,17 @@ impl Standalone {
             tracing::info!(%peer, routes = s.routes.len(), node = %self.node.name, "BGP session planned");
         }
         self.bgp_vips.clear();
-        for a in &assigned {
-            for (ip, _) in &a.ips {
-                if bgp.bgp.values().any(|s| covered(&s.routes, *ip)) {
-                    self.bgp_vips.insert(*ip);
+        if !self.args.no_host_addresses {
+            for a in &assigned {
+                for (ip, _) in &a.ips {
+                    if bgp.bgp.values().any(|s| covered(&s.routes, *ip)) {
+                        self.bgp_vips.push(*ip);
+                    }
                 }
             }
+            self.bgp_vips.sort_unstable();
+            self.bgp_vips.dedup();
+            self.bgp_vips.shrink_to_fit();
         }
         if self.args.memberlist_key.is_some() {
             self.join_group().await?;
@@ -418,7 +425,7 @@ impl Standalone {
             tracing::info!(%ip, node = %self.node.name, "no longer announcing in L2 mode");
         }
         if !self.args.no_host_addresses {
-            self.host.sync(&now.union(&self.bgp_vips).copied().collect());
+            self.host.sync(&now.iter().chain(&self.bgp_vips).copied().collect());
         }
         self.l2_now = now;
         self.announcer.reconcile(&Desired { l2, bgp: BTreeMap::new() }).await.map_err(Error::Announce)
@@ -512,7 +519,7 @@ pub async fn run(args: Args) -> Result<()> {
         peers,
         group: None,
         assigned: Vec::new(),
-        bgp_vips: BTreeSet::new(),
+        bgp_vips: Vec::new(),
         l2_now: BTreeSet::new(),
         metrics: None,
     };
