@@ -3,6 +3,8 @@
 //! A file holds any number of YAML documents (`---`); each is one object, or a `kind: List`
 //! (as `kubectl get -o yaml` prints) whose items are objects. The `metallb.io` kinds, `v1
 //! Service`, `v1 Namespace` and `v1 Node` are kept; other kinds are skipped with a debug log.
+//! A file is read as a stream, a line at a time, and a list's items are loaded as they are
+//! parsed: neither the text nor a document tree of a 100k-Service dump is ever held whole.
 //!
 //! Invariants: loading never panics and never stops at the first bad document: problems are
 //! collected in [`Resources::errors`] / [`Resources::warnings`] with their source. Unknown
@@ -10,6 +12,7 @@
 //! decoder; a field of the wrong type is an error naming its JSON path.
 
 use std::fmt;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -138,8 +141,8 @@ impl Resources {
             }
             return;
         }
-        match std::fs::read_to_string(path) {
-            Ok(text) => self.load_str(&source.file, &text),
+        match std::fs::File::open(path) {
+            Ok(f) => self.load_reader(&source.file, std::io::BufReader::with_capacity(64 * 1024, f)),
             Err(e) => self.errors.push(Diagnostic::file(source, format!("cannot read file: {e}"))),
         }
     }
@@ -150,14 +153,31 @@ impl Resources {
     /// `kubectl get -o yaml` dump never exists in memory as one document tree. A document
     /// with a YAML syntax error is reported and skipped; the others are still read.
     pub fn load_str(&mut self, file: &str, text: &str) {
-        let mut doc = 0;
+        self.load_reader(file, text.as_bytes());
+    }
+
+    /// Reads the YAML documents of a stream, as [`Resources::load_str`] reads a text, holding
+    /// no more of the stream than the parser's buffer: a file of 100k Services is never in
+    /// memory as text.
+    pub fn load_reader(&mut self, file: &str, reader: impl BufRead) {
         let file: std::sync::Arc<str> = file.into();
-        for (line, chunk) in split_documents(text) {
+        let mut docs = Documents::new(reader);
+        let mut doc = 0;
+        while let Some((line, mut chunk)) = docs.next() {
             let source = Source { file: file.clone(), doc: doc + 1, item: None };
             let seed = DocSeed { res: self, source: source.clone() };
-            match serde_saphyr::with_deserializer_from_str_with_options(chunk, yaml_options(), |de| {
+            let result = serde_saphyr::with_deserializer_from_reader_with_options(&mut chunk, yaml_options(), |de| {
                 seed.deserialize(de)
-            }) {
+            });
+            // What the parser left of the document (after an error) is not the next one's.
+            chunk.skip_rest();
+            if let Some(bad) = docs.bad_utf8.take() {
+                doc += 1;
+                let msg = format!("line {bad} is not UTF-8 text (the document starts at line {line})");
+                self.errors.push(Diagnostic::file(Source { doc, ..source }, msg));
+                continue;
+            }
+            match result {
                 Ok(true) => doc += 1,
                 Ok(false) => {} // an empty document (comments only) does not count
                 Err(e) => {
@@ -166,6 +186,10 @@ impl Resources {
                     self.errors.push(Diagnostic::file(Source { doc, ..source }, msg));
                 }
             }
+        }
+        if let Some(e) = docs.failed {
+            let at = Source { file, doc: 0, item: None };
+            self.errors.push(Diagnostic::file(at, format!("cannot read file after line {}: {e}", docs.line)));
         }
     }
 
@@ -339,31 +363,139 @@ impl Resources {
     }
 }
 
-/// Splits YAML text into documents where YAML does: at a `---` line (which starts the next
-/// document) and after a `...` line (which ends one), both at column 0. Returns each
-/// document's text with the line number it starts at.
-fn split_documents(text: &str) -> Vec<(usize, &str)> {
-    let mut out = Vec::new();
-    let (mut start, mut start_line) = (0usize, 1usize);
-    let mut offset = 0usize;
-    for (n, line) in text.split_inclusive('\n').enumerate() {
-        let bare = line.trim_end_matches(['\n', '\r']);
-        let marker = |m: &str| bare == m || bare.strip_prefix(m).is_some_and(|r| r.starts_with([' ', '\t']));
-        if marker("---") && offset > start {
-            out.push((start_line, &text[start..offset]));
-            start = offset;
-            start_line = n + 1;
-        } else if marker("...") {
-            out.push((start_line, &text[start..offset]));
-            start = offset + line.len();
-            start_line = n + 2;
+/// Splits a stream of YAML text into documents where YAML does: at a `---` line (which
+/// starts the next document) and after a `...` line (which ends one), both at column 0. Each
+/// document is handed out as a reader of its lines ([`Document`]); one line is held, in one
+/// buffer reused for every line.
+struct Documents<R> {
+    inner: R,
+    /// The line being handed out, or the next document's first line when `pending`.
+    buf: Vec<u8>,
+    /// `buf` holds the first line of the next document (a `---` that ended the last one).
+    pending: bool,
+    /// Lines read so far.
+    line: usize,
+    /// Why the stream could not be read to its end.
+    failed: Option<std::io::Error>,
+    /// The first line of the current document that is not UTF-8, if one is not.
+    bad_utf8: Option<usize>,
+}
+
+impl<R: BufRead> Documents<R> {
+    fn new(inner: R) -> Self {
+        Documents { inner, buf: Vec::new(), pending: false, line: 0, failed: None, bad_utf8: None }
+    }
+
+    /// Reads one line, `\n` included, into `buf`; false at the end of the stream or when it
+    /// fails.
+    fn read_line(&mut self) -> bool {
+        if self.failed.is_some() {
+            return false;
         }
-        offset += line.len();
+        self.buf.clear();
+        match self.inner.read_until(b'\n', &mut self.buf) {
+            Ok(0) => false,
+            Ok(_) => {
+                self.line += 1;
+                true
+            }
+            Err(e) => {
+                self.failed = Some(e);
+                false
+            }
+        }
     }
-    if start < text.len() {
-        out.push((start_line, &text[start..]));
+
+    /// The next document and the line it starts at, or None when no line is left.
+    fn next(&mut self) -> Option<(usize, Document<'_, R>)> {
+        if !self.pending {
+            if !self.read_line() {
+                return None;
+            }
+            self.pending = true;
+        }
+        let line = self.line;
+        Some((line, Document { docs: self, pos: 0, holding: false, lines: 0, ended: false }))
     }
-    out
+}
+
+/// Whether `line` is the marker `m` (`---` or `...`) alone or followed by a space or a tab.
+fn is_marker(line: &[u8], m: &[u8]) -> bool {
+    let bare = line.strip_suffix(b"\n").unwrap_or(line);
+    let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
+    bare == m || bare.strip_prefix(m).is_some_and(|r| r.starts_with(b" ") || r.starts_with(b"\t"))
+}
+
+/// One document of a [`Documents`] stream, read line by line.
+struct Document<'d, R> {
+    docs: &'d mut Documents<R>,
+    /// How much of the line in `docs.buf` has been handed out.
+    pos: usize,
+    /// `docs.buf` holds a line of this document.
+    holding: bool,
+    /// Lines of the document so far.
+    lines: usize,
+    ended: bool,
+}
+
+impl<R: BufRead> Document<'_, R> {
+    /// Puts the document's next line in `docs.buf`; false at its end.
+    fn advance(&mut self) -> bool {
+        self.holding = false;
+        if self.ended {
+            return false;
+        }
+        if self.docs.pending {
+            self.docs.pending = false;
+        } else if !self.docs.read_line() {
+            self.ended = true;
+            return false;
+        }
+        if is_marker(&self.docs.buf, b"---") && self.lines > 0 {
+            // The start of the next document.
+            self.docs.pending = true;
+            self.ended = true;
+            return false;
+        }
+        if is_marker(&self.docs.buf, b"...") {
+            self.ended = true;
+            return false;
+        }
+        if std::str::from_utf8(&self.docs.buf).is_err() {
+            // The document fails here (nothing of it past what a list had already given is
+            // loaded), and the caller reports the line: the parser would only say "IO error".
+            self.docs.bad_utf8.get_or_insert(self.docs.line);
+            self.ended = true;
+            return false;
+        }
+        self.lines += 1;
+        self.pos = 0;
+        self.holding = true;
+        true
+    }
+
+    /// Reads and drops what is left of the document.
+    fn skip_rest(&mut self) {
+        while self.advance() {}
+    }
+}
+
+impl<R: BufRead> std::io::Read for Document<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while !self.holding || self.pos >= self.docs.buf.len() {
+            if !self.advance() {
+                if self.docs.bad_utf8.is_some() {
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"));
+                }
+                return Ok(0);
+            }
+        }
+        let line = &self.docs.buf[self.pos..];
+        let n = out.len().min(line.len());
+        out[..n].copy_from_slice(&line[..n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// The scalar `visit_*` methods of a visitor: each scalar becomes a [`Value`] `$v`, and the
@@ -571,12 +703,66 @@ mod tests {
     #[test]
     fn documents_split_where_yaml_splits_them() {
         let text = "# comment\na: 1\n---\nb: 2\n--- {c: 3}\n...\n# trailing\n---\nd: |\n  ---x\n";
-        let docs: Vec<(usize, &str)> = split_documents(text);
+        let mut split = Documents::new(text.as_bytes());
+        let mut docs: Vec<(usize, String)> = Vec::new();
+        while let Some((line, mut d)) = split.next() {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut d, &mut s).unwrap();
+            docs.push((line, s));
+        }
+        let docs: Vec<(usize, &str)> = docs.iter().map(|(l, s)| (*l, s.as_str())).collect();
+        assert_eq!(docs.len(), 5, "{docs:?}");
         assert_eq!(docs[0], (1, "# comment\na: 1\n"));
         assert_eq!(docs[1], (3, "---\nb: 2\n"));
         assert_eq!(docs[2], (5, "--- {c: 3}\n"));
         assert_eq!(docs[3], (7, "# trailing\n"));
         assert_eq!(docs[4], (8, "---\nd: |\n  ---x\n"), "an indented --- is content");
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_reported_with_its_line_and_the_other_documents_are_read() {
+        let mut r = Resources::default();
+        let text: &[u8] = b"apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: a}\n---\nkind: Service\nmetadata: {name: \"\xff\"}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: b}\n";
+        r.load_reader("bad.yaml", text);
+        assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+        assert_eq!(r.errors[0].source.as_ref().map(|s| s.doc), Some(2));
+        assert!(r.errors[0].message.contains("line 6 is not UTF-8"), "{}", r.errors[0].message);
+        assert_eq!(r.l2_advertisements.len(), 2);
+    }
+
+    #[test]
+    fn a_file_is_read_as_a_stream_and_a_read_error_is_reported() {
+        let dir = std::env::temp_dir().join(format!("lb-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pools.yaml");
+        std::fs::write(&path, "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [10.0.0.0/24]}\n").unwrap();
+        let mut r = Resources::default();
+        r.load_path(&path);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!(r.pools.len(), 1);
+        // A reader that fails half way: what came before is read, and the failure is said.
+        struct Failing(&'static [u8]);
+        impl std::io::Read for Failing {
+            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(std::io::Error::other("device gone"));
+                }
+                let n = out.len().min(self.0.len());
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut r = Resources::default();
+        let first = b"apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: a}\n---\n";
+        r.load_reader("failing.yaml", std::io::BufReader::new(Failing(first)));
+        assert_eq!(r.l2_advertisements.len(), 1);
+        assert!(
+            r.errors.iter().any(|e| e.message.contains("cannot read file after line 4: device gone")),
+            "{:?}",
+            r.errors
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
