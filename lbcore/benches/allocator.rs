@@ -135,7 +135,8 @@ fn rss_kib(field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Memory: resident set growth while filling one pool with n services (keys included),
+/// Memory: resident set growth while filling one pool with n services (the keys are made
+/// before; the allocator keeps clones of them, which share their strings),
 /// and the peak resident set of that process. Each pool is measured in a fresh child
 /// process (this same binary, with `LB_BENCH_MEMORY=<pool>`), so freed memory from one
 /// measurement does not hide the next.
@@ -149,7 +150,7 @@ fn report_memory() {
             let after = rss_kib("VmRSS:").unwrap_or(0);
             let per = (after.saturating_sub(before) * 1024) as f64 / n as f64;
             println!(
-                "memory {label} n={n}: RSS +{} MiB ({per:.0} bytes per assigned service, keys included); peak RSS {} MiB",
+                "memory {label} n={n}: RSS +{} MiB ({per:.0} bytes per assigned service, its key's strings shared with the caller's); peak RSS {} MiB",
                 after.saturating_sub(before) / 1024,
                 rss_kib("VmHWM:").unwrap_or(0) / 1024
             );
