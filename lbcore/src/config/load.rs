@@ -159,6 +159,18 @@ impl Resources {
     /// Reads the YAML documents of a stream, as [`Resources::load_str`] reads a text, holding
     /// no more of the stream than the parser's buffer: a file of 100k Services is never in
     /// memory as text.
+    ///
+    /// ```
+    /// use lbcore::config::Resources;
+    ///
+    /// let file = std::io::Cursor::new(
+    ///     "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [192.0.2.0/28]}\n",
+    /// );
+    /// let mut res = Resources::default();
+    /// res.load_reader("pools.yaml", file);
+    /// assert!(res.errors.is_empty());
+    /// assert_eq!(res.pools[0].object.metadata.name.as_deref(), Some("p"));
+    /// ```
     pub fn load_reader(&mut self, file: &str, reader: impl BufRead) {
         let file: std::sync::Arc<str> = file.into();
         let mut docs = Documents::new(reader);
