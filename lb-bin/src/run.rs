@@ -282,7 +282,7 @@ impl Standalone {
         // buffer of a vector consumed into a smaller element type), so that the two lists
         // never take room side by side with the allocator.
         let mut pool_names: BTreeMap<&str, Arc<str>> = BTreeMap::new();
-        let assigned: Vec<Assigned> = services
+        let mut assigned: Vec<Assigned> = services
             .into_iter()
             .filter_map(|s| {
                 let ips: Vec<(IpAddr, Arc<str>)> = alloc
@@ -293,6 +293,9 @@ impl Standalone {
                 (!ips.is_empty()).then(|| Assigned { labels: s.restore_request().labels.clone(), ips })
             })
             .collect();
+        // The reused buffer is still the size of the services (104 B each, the list 48):
+        // give back the rest.
+        assigned.shrink_to_fit();
         drop(pool_names);
         drop(alloc);
         // This host's labels: its Node entry's, then the flags'.
