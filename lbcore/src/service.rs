@@ -454,26 +454,25 @@ pub fn namespace_labels(res: &Resources, ns: &str) -> Labels {
 /// have them (see [`crate::config::Resources::push_service`]).
 #[derive(Debug, Clone, Default)]
 pub struct Interned {
-    namespaces: std::collections::BTreeSet<Arc<str>>,
+    namespaces: std::collections::HashSet<Arc<str>>,
     requests: std::collections::HashSet<Arc<Request>>,
+}
+
+/// The copy of `v` in `set`, which gets `v` when it has none.
+fn shared<T: ?Sized + std::hash::Hash + Eq>(set: &mut std::collections::HashSet<Arc<T>>, v: &Arc<T>) -> Arc<T> {
+    if let Some(same) = set.get(&**v) {
+        return same.clone();
+    }
+    set.insert(v.clone());
+    v.clone()
 }
 
 impl Interned {
     /// `svc` with its namespace name and request shared with the services seen before.
     pub fn service(&mut self, mut svc: Service) -> Service {
-        match self.namespaces.get(&*svc.key.namespace) {
-            Some(ns) => svc.key.namespace = ns.clone(),
-            None => {
-                self.namespaces.insert(svc.key.namespace.clone());
-            }
-        }
+        svc.key.namespace = shared(&mut self.namespaces, &svc.key.namespace);
         if let Ok(r) = &mut svc.request {
-            match self.requests.get(&**r) {
-                Some(same) => *r = same.clone(),
-                None => {
-                    self.requests.insert(r.clone());
-                }
-            }
+            *r = shared(&mut self.requests, r);
         }
         svc
     }

@@ -244,10 +244,7 @@ impl Allocator {
 
     /// The pool names of `key`'s addresses, one per address.
     pub fn assigned_pools(&self, key: &ServiceKey) -> Vec<&str> {
-        self.table
-            .get(key)
-            .map(|e| e.addrs.iter().map(|(_, p)| self.pools[p].pool.name.as_str()).collect())
-            .unwrap_or_default()
+        self.assignment(key).into_iter().map(|(_, p)| p).collect()
     }
 
     /// The services holding `ip`, in key order.
