@@ -53,7 +53,6 @@ use lbcore::config::{BgpPeer, Password, PeerAddress, PeerAsn};
 
 use session::driver::{Peer, PeerSpec};
 use session::fsm::{self, PeerAs, State};
-use table::RouteTable;
 use wire::Notification;
 
 /// Default hold time when a BGPPeer sets none (MetalLB's).
@@ -276,7 +275,7 @@ impl BgpAnnouncer {
                 if let Ok(mut e) = self.errors.lock() {
                     e.remove(name);
                 }
-                let peer = Peer::spawn(spec.clone(), Arc::new(RouteTable::from_map(&s.routes)));
+                let peer = Peer::spawn(spec.clone(), s.routes.clone());
                 Some(Running { spec, peer, graceful: s.peer.graceful_restart })
             }
             Err(why) => {
@@ -333,7 +332,7 @@ impl Announcer for BgpAnnouncer {
             let same = peers.get(name).is_some_and(|r| self.effective_spec(&s.peer).is_ok_and(|spec| spec == r.spec));
             if same {
                 if let Some(r) = peers.get(name) {
-                    r.peer.set_routes(Arc::new(RouteTable::from_map(&s.routes)));
+                    r.peer.set_routes(s.routes.clone());
                 }
                 continue;
             }
@@ -417,7 +416,7 @@ mod tests {
         let bgp = BgpAnnouncer::new();
         bgp.set_gtsm(true);
         let mut desired = Desired::default();
-        desired.bgp.insert("lo".into(), BgpSession { peer: lo, routes: BTreeMap::new() });
+        desired.bgp.insert("lo".into(), BgpSession { peer: lo, routes: Default::default() });
         bgp.reconcile(&desired).await.unwrap();
         let first = bgp.views.lock().unwrap()["lo"].clone();
         assert!(bgp.peers.lock().await["lo"].spec.gtsm, "single-hop eBGP with GTSM on");
@@ -427,7 +426,7 @@ mod tests {
 
         // A refused peer, then removed: its reason goes with it.
         let bad = peer().with_hold_time(Duration::from_secs(2));
-        desired.bgp.insert("bad".into(), BgpSession { peer: bad, routes: BTreeMap::new() });
+        desired.bgp.insert("bad".into(), BgpSession { peer: bad, routes: Default::default() });
         bgp.reconcile(&desired).await.unwrap();
         assert!(bgp.status().sessions.contains_key("bad"));
         desired.bgp.remove("bad");
@@ -449,7 +448,7 @@ mod tests {
         let bgp = BgpAnnouncer::new();
         let mut desired = Desired::default();
         let bad = peer().with_hold_time(Duration::from_secs(1));
-        desired.bgp.insert("tor".into(), BgpSession { peer: bad, routes: BTreeMap::new() });
+        desired.bgp.insert("tor".into(), BgpSession { peer: bad, routes: Default::default() });
         bgp.reconcile(&desired).await.expect("one bad peer does not fail the rest");
         match bgp.status().sessions.get("tor") {
             Some(SessionStatus::Down(Some(why))) => assert!(why.contains("hold time 1 s"), "{why}"),

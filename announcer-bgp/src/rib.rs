@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 
 use bytes::BytesMut;
 use ipnet::IpNet;
@@ -50,7 +49,7 @@ pub struct PeerCtx {
 pub struct AdjRibOut {
     /// Exactly the routes of the last desired table this session can carry: the desired
     /// table itself (shared) when it carries them all.
-    sent: Arc<RouteTable>,
+    sent: RouteTable,
 }
 
 fn is_v4(p: &IpNet) -> bool {
@@ -65,12 +64,12 @@ impl AdjRibOut {
 
     /// Forgets everything (the session went down: the peer dropped our routes).
     pub fn clear(&mut self) {
-        self.sent = Arc::default();
+        self.sent = RouteTable::default();
     }
 
     /// The UPDATEs that take the peer from what was sent to `desired`.
-    pub fn diff(&mut self, desired: &Arc<RouteTable>, cx: &PeerCtx) -> Vec<Update> {
-        if Arc::ptr_eq(&self.sent, desired) {
+    pub fn diff(&mut self, desired: &RouteTable, cx: &PeerCtx) -> Vec<Update> {
+        if self.sent.ptr_eq(desired) {
             return Vec::new();
         }
         // Per attribute set and family: whether its attributes leave room for a prefix in a
@@ -134,12 +133,12 @@ impl AdjRibOut {
         if too_large > 0 {
             tracing::error!(routes = too_large, "path attributes too large for a BGP message; routes not announced");
         }
-        self.sent = if all_carried { Arc::clone(desired) } else { Arc::new(desired.filtered(ok)) };
+        self.sent = if all_carried { desired.clone() } else { desired.filtered(ok) };
         out
     }
 
     /// Everything in `desired`, as for a new session or a ROUTE-REFRESH.
-    pub fn full(&mut self, desired: &Arc<RouteTable>, cx: &PeerCtx) -> Vec<Update> {
+    pub fn full(&mut self, desired: &RouteTable, cx: &PeerCtx) -> Vec<Update> {
         self.clear();
         self.diff(desired, cx)
     }
@@ -347,8 +346,8 @@ mod tests {
             .collect()
     }
 
-    fn t(routes: &BTreeMap<IpNet, RouteAttrs>) -> Arc<RouteTable> {
-        Arc::new(RouteTable::from_map(routes))
+    fn t(routes: &BTreeMap<IpNet, RouteAttrs>) -> RouteTable {
+        RouteTable::from(routes.clone())
     }
 
     fn decode_all(updates: &[Update], c: &PeerCtx) -> Vec<Update> {
@@ -490,7 +489,7 @@ mod tests {
         let table = t(&routes(5, false, &RouteAttrs::default()));
         let mut rib = AdjRibOut::default();
         rib.diff(&table, &c);
-        assert!(std::ptr::eq(rib.sent(), &*table), "the sent table is the desired one");
+        assert!(rib.sent().ptr_eq(&table), "the sent table is the desired one");
         assert!(rib.diff(&table, &c).is_empty());
         let v4_only = PeerCtx { ipv6: false, ..c };
         let mut both = routes(2, true, &RouteAttrs::default());
@@ -499,7 +498,7 @@ mod tests {
         let mut rib = AdjRibOut::default();
         rib.diff(&both, &v4_only);
         assert_eq!(rib.sent().len(), 2, "only what the session carries counts as sent");
-        assert!(!std::ptr::eq(rib.sent(), &*both));
+        assert!(!rib.sent().ptr_eq(&both));
     }
 
     #[test]

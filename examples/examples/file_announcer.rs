@@ -37,7 +37,7 @@ impl Announcer for FileAnnouncer {
             lines.push(format!("l2 {ip} on {on}"));
         }
         for (peer, session) in &desired.bgp {
-            for net in session.routes.keys() {
+            for net in session.routes.prefixes() {
                 lines.push(format!("bgp {net} to {peer}"));
             }
         }

@@ -173,7 +173,7 @@ impl Controller {
         let mut writes = Vec::new();
         let mut ours = BTreeSet::new();
         for (i, svc) in services.iter().enumerate() {
-            if svc.class.as_deref() != class {
+            if svc.class() != class {
                 continue;
             }
             let k = (svc.key.namespace.to_string(), svc.key.name.to_string());

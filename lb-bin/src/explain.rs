@@ -200,8 +200,8 @@ fn build(
         return Ok(out);
     };
     let svc = &services[index];
-    if svc.class.as_deref() != class {
-        let theirs = svc.class.as_deref().unwrap_or("none");
+    if svc.class() != class {
+        let theirs = svc.class().unwrap_or("none");
         let ours = class.unwrap_or("none");
         out.handled = Verdict {
             name: key,
@@ -351,7 +351,7 @@ fn announce(
         let sessions = plan::bgp(config, &n.node, &assigned);
         let covered: Vec<(&str, Option<String>)> = sessions
             .iter()
-            .filter(|(_, s)| s.routes.keys().any(|net| net.contains(&ip)))
+            .filter(|(_, s)| s.routes.covers(ip))
             .map(|(p, s)| (p.as_str(), announcer_bgp::peer_problem(&s.peer)))
             .collect();
         let to: Vec<&str> = covered.iter().filter(|(_, problem)| problem.is_none()).map(|(p, _)| *p).collect();
@@ -389,7 +389,7 @@ fn announce(
                     extra.push(format!("local-pref {lp}"));
                 }
                 let attrs = if extra.is_empty() { String::new() } else { format!(" ({})", extra.join(", ")) };
-                v.bgp_routes.push(format!("{peer} from {}: {}{attrs}", n.node.name, IpNet::trunc(net)));
+                v.bgp_routes.push(format!("{peer} from {}: {}{attrs}", n.node.name, IpNet::trunc(&net)));
             }
         }
     }

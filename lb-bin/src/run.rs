@@ -15,13 +15,11 @@
 //! mode by one of them, chosen as [`crate::group`] says; BGP is announced by every host a
 //! BGPPeer selects. Without the key, this host answers for everything it is selected for.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-
-use ipnet::IpNet;
 
 use announcer_bgp::BgpAnnouncer;
 use announcer_l2::{L2Announcer, L2Settings};
@@ -194,9 +192,10 @@ struct Standalone {
     nodes: BTreeMap<String, (Labels, Option<IpAddr>)>,
     peers: Vec<SocketAddr>,
     group: Option<group::Runtime>,
-    /// The assigned services (kept only in a group: owners are worked out again as members
-    /// come and go).
-    assigned: Vec<Assigned>,
+    /// The services with addresses (kept only in a group: owners are worked out again as
+    /// members come and go), and the names of the pools they index.
+    assigned: Vec<Held>,
+    pool_names: Vec<Arc<str>>,
     /// Addresses covered by a route announced over BGP, in order (kept only when the host
     /// takes the announced addresses: they are put on `lb-vips`).
     bgp_vips: Vec<IpAddr>,
@@ -278,60 +277,51 @@ impl Standalone {
             tracing::warn!(error = %e, "cannot print the assignment table");
         }
         drop(outcomes);
-        // The services become the assigned ones in place (the standard library reuses the
-        // buffer of a vector consumed into a smaller element type), so that the two lists
-        // never take room side by side with the allocator.
-        let mut pool_names: BTreeMap<&str, Arc<str>> = BTreeMap::new();
-        let mut assigned: Vec<Assigned> = services
-            .into_iter()
-            .filter_map(|s| {
-                let ips: Vec<(IpAddr, Arc<str>)> = alloc
-                    .assignment(&s.key)
-                    .into_iter()
-                    .map(|(ip, p)| (ip, pool_names.entry(p).or_insert_with(|| p.into()).clone()))
-                    .collect();
-                (!ips.is_empty()).then(|| Assigned { labels: s.restore_request().labels.clone(), ips })
-            })
-            .collect();
-        // The reused buffer is still the size of the services (104 B each, the list 48):
-        // give back the rest.
-        assigned.shrink_to_fit();
-        drop(pool_names);
-        drop(alloc);
         // This host's labels: its Node entry's, then the flags'.
         let mut labels = nodes.get(&self.node.name).map(|n| n.0.clone()).unwrap_or_default();
         labels.extend(self.flag_labels.clone());
         self.node = Node::new(self.node.name.clone(), labels);
         self.nodes = nodes;
-        let bgp = Desired { l2: BTreeMap::new(), bgp: plan::bgp(&validated.config, &self.node, &assigned) };
+        // The services become what planning needs of them, in place (the standard library
+        // reuses the buffer of a vector consumed into a smaller element type), before the
+        // allocator goes: with 100k services, holding these beside the allocator would be
+        // the peak of the process.
+        let pools = &validated.config.pools;
+        let index: HashMap<&str, u32> = pools.iter().enumerate().map(|(i, p)| (p.name.as_str(), i as u32)).collect();
+        let mut held: Vec<Held> = services.into_iter().filter_map(|s| Held::of(s, &alloc, &index)).collect();
+        held.shrink_to_fit();
+        drop(index);
+        drop(alloc);
+        let names: Vec<Arc<str>> = pools.iter().map(|p| Arc::from(p.name.as_str())).collect();
+        let bgp = Desired {
+            l2: BTreeMap::new(),
+            bgp: plan::bgp(&validated.config, &self.node, held.iter().map(|h| h.assigned(&names))),
+        };
         for (peer, s) in &bgp.bgp {
             tracing::info!(%peer, routes = s.routes.len(), node = %self.node.name, "BGP session planned");
         }
         self.bgp_vips.clear();
-        if !self.args.no_host_addresses {
-            for a in &assigned {
-                for (ip, _) in &a.ips {
-                    if bgp.bgp.values().any(|s| covered(&s.routes, *ip)) {
-                        self.bgp_vips.push(*ip);
-                    }
-                }
-            }
+        if !self.args.no_host_addresses && !bgp.bgp.is_empty() {
+            let covered = |ip: &IpAddr| bgp.bgp.values().any(|b| b.routes.covers(*ip));
+            self.bgp_vips.extend(held.iter().flat_map(Held::ips).filter(covered));
             self.bgp_vips.sort_unstable();
             self.bgp_vips.dedup();
             self.bgp_vips.shrink_to_fit();
         }
         if self.args.memberlist_key.is_some() {
+            // In a group, which addresses this host answers for changes with the group: the
+            // services are kept to work it out again.
             self.join_group().await?;
-        } else if self.nodes.keys().any(|n| *n != self.node.name) {
-            tracing::warn!("the configuration lists other Nodes but --memberlist-key is not set: this host answers for every address it is selected for, as if alone");
-        }
-        if self.group.is_some() {
-            self.assigned = assigned;
+            self.assigned = held;
+            self.pool_names = names;
             self.running = Some(validated.config);
             self.apply_l2().await?;
         } else {
-            let l2 = plan::l2(&validated.config, &self.node, &assigned);
-            drop(assigned);
+            if self.nodes.keys().any(|n| *n != self.node.name) {
+                tracing::warn!("the configuration lists other Nodes but --memberlist-key is not set: this host answers for every address it is selected for, as if alone");
+            }
+            let l2 = plan::l2(&validated.config, &self.node, held.iter().map(|h| h.assigned(&names)));
+            drop(held);
             self.announce_l2(l2).await?;
             self.running = Some(validated.config);
         }
@@ -342,20 +332,21 @@ impl Standalone {
     /// Writes the assignments to the state file, in key order; when it cannot be written, keeps
     /// them for the next reload.
     fn save_state(&mut self, services: &[service::Service], alloc: &Allocator) {
-        let ips = |i: usize| alloc.assigned(&services[i].key).unwrap_or_default();
-        let mut order: Vec<usize> = (0..services.len()).filter(|&i| !ips(i).is_empty()).collect();
+        let ips = |i: u32| alloc.assigned(&services[i as usize].key).unwrap_or_default();
+        // Indices as u32 (400 kB for 100k services, not 800): no process holds 4 billion.
+        let mut order: Vec<u32> = (0..services.len() as u32).filter(|&i| !ips(i).is_empty()).collect();
         // The order of the keys as text ("namespace/name"), as a map of them has it.
-        let text = |i: usize| {
-            let k = &services[i].key;
+        let text = |i: u32| {
+            let k = &services[i as usize].key;
             k.namespace.bytes().chain(std::iter::once(b'/')).chain(k.name.bytes())
         };
         order.sort_by(|&a, &b| text(a).cmp(text(b)));
-        let entries = order.iter().map(|&i| (services[i].key.to_string(), ips(i)));
+        let entries = order.iter().map(|&i| (services[i as usize].key.to_string(), ips(i)));
         let result = crate::state::save_entries(&self.args.state_file, entries);
         self.wrote_state = result.is_ok() && !order.is_empty();
         if let Err(e) = result {
             tracing::warn!(path = %self.args.state_file.display(), error = %e, "cannot write the state file; the assignments are kept in memory until it can be");
-            let services = order.iter().map(|&i| (services[i].key.to_string(), ips(i))).collect();
+            let services = order.iter().map(|&i| (services[i as usize].key.to_string(), ips(i))).collect();
             self.unsaved = Some(State { services });
         }
     }
@@ -398,7 +389,7 @@ impl Standalone {
             } else {
                 Node::new(name.clone(), self.nodes.get(name).map(|n| n.0.clone()).unwrap_or_default())
             };
-            let l2 = plan::l2(config, &node, &self.assigned);
+            let l2 = plan::l2(config, &node, self.assigned.iter().map(|h| h.assigned(&self.pool_names)));
             for ip in l2.keys() {
                 eligible.entry(*ip).or_default().push(name.as_str());
             }
@@ -462,15 +453,55 @@ impl Standalone {
     }
 }
 
+/// A service as planning needs it once the allocator is gone: its request (for its labels)
+/// and its addresses, each with the index of its pool in the configuration. 48 octets and no
+/// heap allocation of its own (the request is shared).
+struct Held {
+    request: Arc<service::Request>,
+    v4: Option<(Ipv4Addr, u32)>,
+    v6: Option<(Ipv6Addr, u32)>,
+}
+
+impl Held {
+    /// `s` with its addresses in `alloc` (`index` gives each pool's index by name); None
+    /// when it has none.
+    fn of(s: service::Service, alloc: &Allocator, index: &HashMap<&str, u32>) -> Option<Held> {
+        let (mut v4, mut v6) = (None, None);
+        for (ip, pool) in alloc.assignment(&s.key) {
+            let Some(&p) = index.get(pool) else { continue };
+            match ip {
+                IpAddr::V4(a) => v4 = v4.or(Some((a, p))),
+                IpAddr::V6(a) => v6 = v6.or(Some((a, p))),
+            }
+        }
+        if v4.is_none() && v6.is_none() {
+            return None;
+        }
+        // What restoring went by: the request, or the parts of a malformed one.
+        let request = match s.request {
+            Ok(r) => r,
+            Err(m) => Arc::new(m.fallback),
+        };
+        Some(Held { request, v4, v6 })
+    }
+
+    fn ips(&self) -> impl Iterator<Item = IpAddr> + use<> {
+        let v4 = self.v4.map(|(a, _)| IpAddr::V4(a));
+        v4.into_iter().chain(self.v6.map(|(a, _)| IpAddr::V6(a)))
+    }
+
+    /// The planners' view of it, given the pools' names.
+    fn assigned(&self, names: &[Arc<str>]) -> Assigned {
+        let v4 = self.v4.map(|(a, p)| (IpAddr::V4(a), p));
+        let ips = v4.into_iter().chain(self.v6.map(|(a, p)| (IpAddr::V6(a), p)));
+        let ips = ips.filter_map(|(ip, p)| Some((ip, names.get(p as usize)?.clone()))).collect();
+        Assigned { labels: self.request.labels.clone(), ips }
+    }
+}
+
 /// How long a leaving host keeps accepting traffic for its addresses after telling the
 /// group, so that clients have switched to the next owner before it stops.
 const HANDOVER: Duration = Duration::from_millis(100);
-
-/// Whether `ip` is inside one of the announced prefixes.
-fn covered(routes: &BTreeMap<IpNet, lbcore::announcer::RouteAttrs>, ip: IpAddr) -> bool {
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    (0..=max).rev().any(|len| IpNet::new(ip, len).is_ok_and(|n| routes.contains_key(&n.trunc())))
-}
 
 /// The BGP speaker, also accepting connections on `listen` (an address:port, or "off"). A
 /// socket that cannot be bound is a warning: the speaker still connects to its peers.
@@ -522,6 +553,7 @@ pub async fn run(args: Args) -> Result<()> {
         peers,
         group: None,
         assigned: Vec::new(),
+        pool_names: Vec::new(),
         bgp_vips: Vec::new(),
         l2_now: BTreeSet::new(),
         metrics: None,

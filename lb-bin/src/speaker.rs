@@ -395,7 +395,7 @@ impl Speaker {
                 continue;
             }
             let node = plan::Node::new(name, n.metadata.labels.clone().unwrap_or_default());
-            let l2 = plan::l2(config, &node, &for_node(name));
+            let l2 = plan::l2(config, &node, for_node(name));
             for ip in l2.keys() {
                 eligible.entry(*ip).or_default().push(name);
             }
@@ -444,7 +444,7 @@ impl Speaker {
                 for (peer, session) in &desired.bgp {
                     // A peer the BGP announcer refuses gets nothing: do not report it.
                     let runs = announcer_bgp::peer_problem(&session.peer).is_none();
-                    if runs && session.routes.keys().any(|net| net.contains(ip)) {
+                    if runs && session.routes.covers(*ip) {
                         announced.bgp.entry(s.key.clone()).or_default().insert(peer.clone());
                     }
                 }

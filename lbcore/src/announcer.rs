@@ -22,9 +22,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-use ipnet::IpNet;
-
 use crate::config::{BgpPeer, Community};
+pub use crate::routes::{Routes, RoutesBuilder};
 
 /// The whole desired announcement state of one node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,7 +49,7 @@ pub struct BgpSession {
     /// The peer's settings, as validated from its BGPPeer.
     pub peer: BgpPeer,
     /// Routes (prefix after aggregation) and their attributes.
-    pub routes: BTreeMap<IpNet, RouteAttrs>,
+    pub routes: Routes,
 }
 
 /// Path attributes of one announced route, merged from every advertisement that covers it.
@@ -62,6 +61,20 @@ pub struct RouteAttrs {
     pub communities: BTreeSet<Community>,
     /// Next hop; None means the session's local address.
     pub next_hop: Option<IpAddr>,
+}
+
+impl RouteAttrs {
+    /// Adds `other`'s attributes, as for a route that two advertisements cover: the
+    /// communities of both, the higher LOCAL_PREF, and of two next hops the lower (so that
+    /// the order of merging does not matter).
+    pub fn merge(&mut self, other: &RouteAttrs) {
+        self.communities.extend(other.communities.iter().copied());
+        self.local_pref = self.local_pref.max(other.local_pref);
+        self.next_hop = match (self.next_hop, other.next_hop) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
 }
 
 /// What an announcer really announces now.

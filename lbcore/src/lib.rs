@@ -56,6 +56,7 @@ pub mod announcer;
 pub mod config;
 pub mod ipam;
 pub mod plan;
+mod routes;
 pub mod service;
 
 pub use announcer::{AnnounceError, Announcer, AnnouncerStatus, Desired};

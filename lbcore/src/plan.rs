@@ -18,15 +18,16 @@
 //! and which spreads addresses over nodes. Which nodes are eligible (alive, selected, with
 //! ready local endpoints for `externalTrafficPolicy: Local`) is the caller's input.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::announcer::{BgpSession, L2Target, RouteAttrs};
+use crate::announcer::{BgpSession, L2Target, RouteAttrs, RoutesBuilder};
 use crate::config::selector::any_matches;
-use crate::config::{Config, L2Advertisement, Labels, Pool, PoolSelection, Selector};
+use crate::config::{BgpAdvertisement, BgpPeer, Config, L2Advertisement, Labels, Pool, PoolSelection, Selector};
 
 /// The node the plan is for.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -73,10 +74,15 @@ fn applies(
 /// Eligible, not chosen: in a group of nodes only one answers for each address. Keep the
 /// addresses where [`owner`] (over every eligible node) names this node before handing them
 /// to an L2 announcer, or every node will answer ARP/NDP for the same address.
-pub fn l2(config: &Config, node: &Node, services: &[Assigned]) -> BTreeMap<IpAddr, L2Target> {
+pub fn l2<A: Borrow<Assigned>>(
+    config: &Config,
+    node: &Node,
+    services: impl IntoIterator<Item = A>,
+) -> BTreeMap<IpAddr, L2Target> {
     // None: every suitable interface (some advertisement lists none).
     let mut out: BTreeMap<IpAddr, Option<BTreeSet<String>>> = BTreeMap::new();
     for svc in services {
+        let svc = svc.borrow();
         for (ip, pool_name) in &svc.ips {
             let Some(pool) = config.pool(pool_name) else { continue };
             let selected =
@@ -121,31 +127,49 @@ pub fn l2(config: &Config, node: &Node, services: &[Assigned]) -> BTreeMap<IpAdd
 /// let config = validate(&res).unwrap().config;
 /// let assigned = [Assigned { labels: Labels::new(), ips: vec![("198.51.100.1".parse().unwrap(), "public".into())] }];
 /// let sessions = plan::bgp(&config, &plan::Node::new("a", Labels::new()), &assigned);
-/// let route = sessions["tor"].routes.keys().next().unwrap();
+/// let route = sessions["tor"].routes.prefixes().next().unwrap();
 /// assert_eq!(route.to_string(), "198.51.100.1/32");
 /// ```
-pub fn bgp(config: &Config, node: &Node, services: &[Assigned]) -> BTreeMap<String, BgpSession> {
-    let mut out = BTreeMap::new();
-    for peer in config.peers.iter().filter(|p| any_matches(&p.node_selectors, &node.labels)) {
-        let mut routes: BTreeMap<IpNet, RouteAttrs> = BTreeMap::new();
-        for svc in services {
-            for (ip, pool_name) in &svc.ips {
-                let Some(pool) = config.pool(pool_name) else { continue };
-                for adv in config.bgp_advertisements.iter().filter(|a| {
-                    applies(&a.pools, &a.node_selectors, &a.service_selectors, pool, node, svc)
-                        && (a.peers.is_empty() || a.peers.contains(&peer.name))
-                }) {
-                    let len = if ip.is_ipv4() { adv.aggregation_length } else { adv.aggregation_length_v6 };
-                    let Ok(net) = IpNet::new(*ip, len) else { continue };
-                    let attrs = routes.entry(net.trunc()).or_default();
-                    attrs.communities.extend(adv.communities.iter().copied());
-                    attrs.local_pref = attrs.local_pref.max(adv.local_pref);
+pub fn bgp<A: Borrow<Assigned>>(
+    config: &Config,
+    node: &Node,
+    services: impl IntoIterator<Item = A>,
+) -> BTreeMap<String, BgpSession> {
+    let peers: Vec<&BgpPeer> = config.peers.iter().filter(|p| any_matches(&p.node_selectors, &node.labels)).collect();
+    // The advertisements that select this node, each with the attributes it gives.
+    let advs: Vec<(&BgpAdvertisement, RouteAttrs)> = config
+        .bgp_advertisements
+        .iter()
+        .filter(|a| any_matches(&a.node_selectors, &node.labels))
+        .map(|a| {
+            let attrs = RouteAttrs { local_pref: a.local_pref, communities: a.communities.clone(), next_hop: None };
+            (a, attrs)
+        })
+        .collect();
+    let mut routes: Vec<RoutesBuilder> = peers.iter().map(|_| RoutesBuilder::new()).collect();
+    for svc in services {
+        let svc = svc.borrow();
+        for (ip, pool_name) in &svc.ips {
+            let Some(pool) = config.pool(pool_name) else { continue };
+            let selected = |(a, _): &&(&BgpAdvertisement, RouteAttrs)| {
+                a.pools.selects(pool) && any_matches(&a.service_selectors, &svc.labels)
+            };
+            for (adv, attrs) in advs.iter().filter(selected) {
+                let len = if ip.is_ipv4() { adv.aggregation_length } else { adv.aggregation_length_v6 };
+                let Ok(net) = IpNet::new(*ip, len) else { continue };
+                for (peer, routes) in peers.iter().zip(&mut routes) {
+                    if adv.peers.is_empty() || adv.peers.contains(&peer.name) {
+                        routes.push(net.trunc(), attrs);
+                    }
                 }
             }
         }
-        out.insert(peer.name.clone(), BgpSession { peer: peer.clone(), routes });
     }
-    out
+    peers
+        .into_iter()
+        .zip(routes)
+        .map(|(peer, routes)| (peer.name.clone(), BgpSession { peer: peer.clone(), routes: routes.build() }))
+        .collect()
 }
 
 /// FNV-1a, 64 bits, finished with MurmurHash3's fmix64 so that every bit depends on every
@@ -245,7 +269,7 @@ mod tests {
         let routes = &p["tor1"].routes;
         let host: IpNet = "10.0.0.7/32".parse().unwrap();
         let agg: IpNet = "10.0.0.0/24".parse().unwrap();
-        assert_eq!(routes.keys().copied().collect::<Vec<_>>(), [agg, host], "pool b is not advertised over BGP");
+        assert_eq!(routes.prefixes().collect::<Vec<_>>(), [agg, host], "pool b is not advertised over BGP");
         assert_eq!(routes[&host].local_pref, Some(50));
         assert_eq!(routes[&host].communities.len(), 1);
         assert_eq!(routes[&agg].communities.iter().map(|c| c.to_string()).collect::<Vec<_>>(), ["large:1:2:3"]);

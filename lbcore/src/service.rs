@@ -101,6 +101,9 @@ pub enum FamilyPolicy {
 /// [`Interned`]): 100k services made from one template hold one request, not 100k.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Request {
+    /// `spec.loadBalancerClass`: which load balancer is to serve the service (None: the
+    /// default one).
+    pub class: Option<Arc<str>>,
     /// Specific addresses asked for (at most one per family).
     pub ips: Vec<IpAddr>,
     /// Pool named by the `address-pool` annotation.
@@ -127,23 +130,29 @@ pub struct Request {
 /// A LoadBalancer service read from a file or the API, with its allocation request (or why
 /// the request is malformed: such a service gets no address, and the error says why).
 ///
-/// Kept small (104 octets, and its request shared) because a start may read 100k of them.
+/// Kept small (80 octets, and its request shared) because a start may read 100k of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
     /// Namespace and name.
     pub key: ServiceKey,
     /// `metadata.creationTimestamp`, if known (RFC 3339 sorts as text in UTC).
     pub created: Option<Box<str>>,
-    /// `spec.loadBalancerClass`.
-    pub class: Option<Arc<str>>,
-    /// The allocation request.
-    pub request: Result<Arc<Request>, Box<RequestError>>,
-    /// Only when `request` is an error: what restoring the service's current addresses
-    /// uses instead, the sharing key, backend key, ports and labels that could be read. A
-    /// typo in a Service must not free its address for another service.
-    pub fallback: Option<Box<Request>>,
+    /// The allocation request, or why it is malformed.
+    pub request: Result<Arc<Request>, Box<Malformed>>,
     /// Addresses already in `status.loadBalancer.ingress` (to restore).
     pub status_ips: Box<[IpAddr]>,
+}
+
+/// A Service's malformed request: why, and what could be read of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct Malformed {
+    /// What is wrong.
+    pub error: RequestError,
+    /// What restoring the service's current addresses goes by instead: the class, sharing
+    /// key, backend key, ports and labels that could be read. A typo in a Service must not
+    /// free its address for another service.
+    pub fallback: Request,
 }
 
 fn annotation<'a>(ann: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
@@ -170,16 +179,14 @@ impl Service {
             .filter_map(|i| i.ip.as_deref().and_then(|ip| ip.trim().parse().ok()))
             .collect();
         let base = sharing_parts(svc, namespace_labels);
-        let (request, fallback) = match request(svc, &base) {
-            Ok(r) => (Ok(Arc::new(r)), None),
-            Err(e) => (Err(Box::new(e)), Some(Box::new(base))),
+        let request = match request(svc, &base) {
+            Ok(r) => Ok(Arc::new(r)),
+            Err(error) => Err(Box::new(Malformed { error, fallback: base })),
         };
         Some(Service {
             key,
             created: meta.creation_timestamp.as_deref().map(Box::from),
-            class: svc.spec.load_balancer_class.as_deref().map(Arc::from),
             request,
-            fallback,
             status_ips,
         })
     }
@@ -187,17 +194,20 @@ impl Service {
     /// What restoring the service's current addresses goes by: the request, or when it is
     /// malformed, the parts of it that could be read.
     pub fn restore_request(&self) -> &Request {
-        static EMPTY: std::sync::OnceLock<Request> = std::sync::OnceLock::new();
-        match (&self.request, &self.fallback) {
-            (Ok(r), _) => r.as_ref(),
-            (Err(_), Some(f)) => f,
-            (Err(_), None) => EMPTY.get_or_init(Request::default),
+        match &self.request {
+            Ok(r) => r,
+            Err(m) => &m.fallback,
         }
+    }
+
+    /// `spec.loadBalancerClass`, if set.
+    pub fn class(&self) -> Option<&str> {
+        self.restore_request().class.as_deref()
     }
 }
 
 /// Why a Service's request for addresses cannot be read. The Service gets no new address;
-/// one it already has is kept (see [`Service::fallback`]).
+/// one it already has is kept (see [`Malformed::fallback`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     /// A requested address does not parse.
@@ -349,6 +359,7 @@ fn sharing_parts(svc: &raw::Service, namespace_labels: &Arc<Labels>) -> Request 
         String::new()
     };
     Request {
+        class: spec.load_balancer_class.as_deref().map(Arc::from),
         sharing_key: annotation(&svc.metadata.annotations, ANN_ALLOW_SHARED_IP).map(str::to_string),
         backend_key,
         ports: ports(spec).0,
@@ -534,8 +545,8 @@ pub fn load_balancer_services(res: &mut Resources) -> Result<Vec<Service>, Vec<D
                     *r = shared.request(with_labels);
                 }
             }
-            if let Some(f) = &mut svc.fallback {
-                f.namespace_labels = labels;
+            if let Err(m) = &mut svc.request {
+                m.fallback.namespace_labels = labels;
             }
             svc
         })
@@ -587,6 +598,12 @@ mod tests {
     }
 
     #[test]
+    fn a_service_stays_within_its_memory_budget() {
+        // A start may hold 100k of them beside the allocator: each octet here is 100 kB.
+        assert_eq!(std::mem::size_of::<Service>(), 80);
+    }
+
+    #[test]
     fn timestamps_compare_as_instants() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some((0, 0)));
         assert_eq!(parse_rfc3339("2024-02-29T12:00:00Z"), Some((1_709_208_000, 0)));
@@ -605,9 +622,7 @@ mod tests {
         let mk = |name: &str, created: Option<&str>| Service {
             key: ServiceKey::new("n", name),
             created: created.map(Box::from),
-            class: None,
             request: Ok(Arc::default()),
-            fallback: None,
             status_ips: Box::default(),
         };
         let mut v = vec![

@@ -13,7 +13,6 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -54,7 +53,7 @@ pub struct PeerSpec {
 }
 
 /// The routes a session should announce.
-pub type Routes = Arc<RouteTable>;
+pub type Routes = RouteTable;
 
 /// What the session is doing, for status and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +83,7 @@ pub struct Peer {
 impl Peer {
     /// Starts the session task.
     pub fn spawn(spec: PeerSpec, routes: Routes) -> Peer {
-        let (routes_tx, routes_rx) = watch::channel(Arc::clone(&routes));
+        let (routes_tx, routes_rx) = watch::channel(routes.clone());
         let (stop_tx, stop_rx) = oneshot::channel();
         let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
         let status =

@@ -62,7 +62,7 @@ pub fn assign_all(pools: &[Pool], services: &[Service], class: Option<&str>) -> 
     let mut alloc = Allocator::new(pools);
     alloc.reserve(services.len());
     let mut out = Outcomes { len: services.len(), ..Outcomes::default() };
-    let ours = |s: &Service| s.class.as_deref() == class;
+    let ours = |s: &Service| s.class() == class;
     for (i, svc) in services.iter().enumerate() {
         if !ours(svc) || svc.status_ips.is_empty() {
             continue;
@@ -80,7 +80,7 @@ pub fn assign_all(pools: &[Pool], services: &[Service], class: Option<&str>) -> 
     }
     for (i, svc) in services.iter().enumerate() {
         if !ours(svc) {
-            let why = match &svc.class {
+            let why = match svc.class() {
                 Some(c) => format!("spec.loadBalancerClass is {c:?}: not served by lb (see --lb-class)"),
                 None => format!("no spec.loadBalancerClass: lb serves only class {:?}", class.unwrap_or_default()),
             };

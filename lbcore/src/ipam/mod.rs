@@ -238,7 +238,9 @@ impl Allocator {
     pub fn assignment(&self, key: &ServiceKey) -> Vec<(IpAddr, &str)> {
         self.table
             .get(key)
-            .map(|e| e.addrs.iter().map(|(ip, p)| (ip, self.pools[p].pool.name.as_str())).collect())
+            .map(|e| {
+                self.with_pools(&e.addrs).into_iter().map(|(ip, p)| (ip, self.pools[p].pool.name.as_str())).collect()
+            })
             .unwrap_or_default()
     }
 
@@ -269,6 +271,11 @@ impl Allocator {
         self.range_owner(ip).filter(|&idx| self.pools[idx].ord_of(ip).is_some())
     }
 
+    /// Each of `addrs` with its pool (every held address is in one: see the invariants).
+    fn with_pools(&self, addrs: &Addrs) -> Vec<(IpAddr, usize)> {
+        addrs.ips().filter_map(|ip| Some((ip, self.pool_of(ip)?))).collect()
+    }
+
     /// Why `share` may not join the current holders of `ip` (other than `key`).
     fn sharing_refused(&self, key: &ServiceKey, ip: IpAddr, share: &Share) -> Option<(ServiceKey, ShareRefusal)> {
         let mut others: Vec<&Entry> = self.table.holders(ip).filter(|e| e.key != *key).collect();
@@ -278,9 +285,10 @@ impl Allocator {
 
     fn commit(&mut self, key: &ServiceKey, addrs: &[(IpAddr, usize)], share: Share) {
         let sharing_key: Option<String> = share.key().map(str::to_string);
-        let addrs = Addrs::new(addrs);
+        let pools = addrs;
+        let addrs = Addrs::new(pools.iter().map(|&(ip, _)| ip));
         for ip in self.table.insert(key, addrs, share) {
-            if let Some((_, p)) = addrs.iter().find(|&(a, _)| a == ip) {
+            if let Some(&(_, p)) = pools.iter().find(|&&(a, _)| a == ip) {
                 let pool = &mut self.pools[p];
                 if let Some(o) = pool.ord_of(ip) {
                     pool.used[fam_idx(Family::of(ip))].insert(o);
@@ -298,7 +306,7 @@ impl Allocator {
         let Some((entry, freed)) = self.table.remove(key) else {
             return Vec::new();
         };
-        for (ip, p) in entry.addrs.iter().filter(|(ip, _)| freed.contains(ip)) {
+        for (ip, p) in self.with_pools(&entry.addrs).into_iter().filter(|(ip, _)| freed.contains(ip)) {
             let pool = &mut self.pools[p];
             if let Some(o) = pool.ord_of(ip) {
                 pool.used[fam_idx(Family::of(ip))].remove(o);
@@ -350,7 +358,7 @@ impl Allocator {
     pub fn allocate(&mut self, key: &ServiceKey, req: &Request) -> Result<Vec<IpAddr>, AllocError> {
         let share = Share::of(req);
         let old = self.table.get(key).map(|e| (e.addrs, e.share.clone()));
-        let kept: Vec<(IpAddr, usize)> = old.as_ref().map(|(a, _)| a.iter().collect()).unwrap_or_default();
+        let kept: Vec<(IpAddr, usize)> = old.as_ref().map(|(a, _)| self.with_pools(a)).unwrap_or_default();
         let keep = !kept.is_empty() && self.still_valid(key, &kept, req, &share);
         self.release(key);
         let completed = if keep { self.complete(key, kept, req, &share) } else { None };
@@ -366,7 +374,7 @@ impl Allocator {
             }
             Err(e) => {
                 if let Some((addrs, share)) = old {
-                    let back: Vec<(IpAddr, usize)> = addrs.iter().collect();
+                    let back = self.with_pools(&addrs);
                     self.commit(key, &back, share);
                 }
                 Err(e)
@@ -416,8 +424,8 @@ impl Allocator {
             );
             let fams: BTreeSet<Family> = e.addrs.ips().map(Family::of).collect();
             assert_eq!(fams.len(), e.addrs.len(), "{} holds two addresses of one family", e.key);
-            for (ip, p) in e.addrs.iter() {
-                assert_eq!(self.pool_of(ip), Some(p), "{ip} of {} is not in its pool", e.key);
+            for ip in e.addrs.ips() {
+                assert!(self.pool_of(ip).is_some(), "{ip} of {} is not in a pool", e.key);
                 holders.entry(ip).or_default().push(e);
             }
         }

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use hashbrown::HashTable;
 
@@ -86,37 +86,49 @@ pub enum ShareRefusal {
     Ports(Vec<Port>),
 }
 
-/// Up to two addresses (one per family), each with its pool index, inline.
+/// A service's addresses: at most one per family, in the order given, inline in 21 octets.
+/// Their pools are not kept: pools never overlap, so an address names its pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Addrs {
-    len: u8,
-    items: [(IpAddr, u32); 2],
+    v4: [u8; 4],
+    v6: [u8; 16],
+    flags: u8,
 }
 
-impl Addrs {
-    const EMPTY: (IpAddr, u32) = (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+const HAS_V4: u8 = 1;
+const HAS_V6: u8 = 2;
+const V6_FIRST: u8 = 4;
 
-    /// At most two `(address, pool)` pairs; further ones are ignored (a service has at most
-    /// one address per family, which the callers guarantee).
-    pub fn new(items: &[(IpAddr, usize)]) -> Self {
-        let mut a = Addrs { len: 0, items: [Self::EMPTY; 2] };
-        for &(ip, p) in items.iter().take(2) {
-            a.items[a.len as usize] = (ip, p as u32);
-            a.len += 1;
+impl Addrs {
+    /// The addresses of `ips`, in order. Of two addresses of one family only the first is
+    /// kept (a service has at most one address per family, which the callers guarantee).
+    pub fn new(ips: impl IntoIterator<Item = IpAddr>) -> Self {
+        let mut a = Addrs { v4: [0; 4], v6: [0; 16], flags: 0 };
+        for ip in ips {
+            match ip {
+                IpAddr::V4(v) if a.flags & HAS_V4 == 0 => {
+                    a.v4 = v.octets();
+                    a.flags |= HAS_V4;
+                }
+                IpAddr::V6(v) if a.flags & HAS_V6 == 0 => {
+                    a.v6 = v.octets();
+                    a.flags |= HAS_V6 | if a.flags & HAS_V4 == 0 { V6_FIRST } else { 0 };
+                }
+                _ => {}
+            }
         }
         a
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (IpAddr, usize)> + '_ {
-        self.items[..self.len as usize].iter().map(|&(ip, p)| (ip, p as usize))
-    }
-
-    pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        self.iter().map(|(ip, _)| ip)
+    pub fn ips(&self) -> impl Iterator<Item = IpAddr> + use<> {
+        let v4 = (self.flags & HAS_V4 != 0).then(|| IpAddr::from(self.v4));
+        let v6 = (self.flags & HAS_V6 != 0).then(|| IpAddr::from(self.v6));
+        let (first, second) = if self.flags & V6_FIRST != 0 { (v6, v4) } else { (v4, v6) };
+        first.into_iter().chain(second)
     }
 
     pub fn len(&self) -> usize {
-        self.len as usize
+        usize::from(self.flags & HAS_V4 != 0) + usize::from(self.flags & HAS_V6 != 0)
     }
 }
 
@@ -302,5 +314,29 @@ impl Table {
         self.shared.clear();
         all.sort_by(|a, b| a.key.cmp(&b.key));
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_stays_within_its_memory_budget() {
+        // One per service: with a million services each octet here is a megabyte.
+        assert_eq!(std::mem::size_of::<Option<Entry>>(), 64);
+    }
+
+    #[test]
+    fn addresses_keep_their_order_and_one_per_family() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for order in [[ip("2001:db8::1"), ip("192.0.2.1")], [ip("192.0.2.1"), ip("2001:db8::1")]] {
+            let a = Addrs::new(order);
+            assert_eq!(a.ips().collect::<Vec<_>>(), order);
+            assert_eq!(a.len(), 2);
+        }
+        let a = Addrs::new([ip("192.0.2.1"), ip("192.0.2.2")]);
+        assert_eq!(a.ips().collect::<Vec<_>>(), [ip("192.0.2.1")], "the first of a family is kept");
+        assert_eq!(Addrs::new([]).len(), 0);
     }
 }
