@@ -15,8 +15,9 @@
 //! - **Narrow.** Three methods, object safe (`dyn Announcer`), `Send + Sync`, so a binary can
 //!   hold a list of announcers and drive them alike.
 //!
-//! Invariant of [`Desired`]: it is a plain value with ordered maps, so two equal plans
-//! compare equal and iterate in the same order.
+//! Invariant of [`Desired`]: it is a plain value with ordered maps and route tables
+//! ([`Routes`], sorted by prefix), so two equal plans compare equal and iterate in the same
+//! order.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

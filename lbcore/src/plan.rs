@@ -74,6 +74,9 @@ fn applies(
 /// Eligible, not chosen: in a group of nodes only one answers for each address. Keep the
 /// addresses where [`owner`] (over every eligible node) names this node before handing them
 /// to an L2 announcer, or every node will answer ARP/NDP for the same address.
+///
+/// `services` is read once, in one pass: a slice of [`Assigned`], or an iterator that makes
+/// each one as it goes (so that a caller with 100k services need not hold them all).
 pub fn l2<A: Borrow<Assigned>>(
     config: &Config,
     node: &Node,
@@ -102,6 +105,9 @@ pub fn l2<A: Borrow<Assigned>>(
 
 /// The BGP sessions this node holds and the routes on each. Unlike L2, every node that
 /// qualifies announces (the routers spread traffic over them, ECMP), so no owner is chosen.
+///
+/// `services` is read once, as for [`l2`]. Each session's routes are collected as a compact
+/// table ([`crate::announcer::Routes`]: 24 octets a route), not a map.
 ///
 /// ```
 /// use lbcore::config::{validate, Labels, Resources};

@@ -183,12 +183,7 @@ impl Service {
             Ok(r) => Ok(Arc::new(r)),
             Err(error) => Err(Box::new(Malformed { error, fallback: base })),
         };
-        Some(Service {
-            key,
-            created: meta.creation_timestamp.as_deref().map(Box::from),
-            request,
-            status_ips,
-        })
+        Some(Service { key, created: meta.creation_timestamp.as_deref().map(Box::from), request, status_ips })
     }
 
     /// What restoring the service's current addresses goes by: the request, or when it is
