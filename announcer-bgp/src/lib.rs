@@ -26,7 +26,7 @@
 //! let bgp = BgpAnnouncer::new();
 //! let peer = BgpPeer::new("tor", 64512, PeerAsn::Fixed(64500), "192.0.2.1".parse().unwrap());
 //! let mut desired = Desired::default();
-//! let routes = [("198.51.100.7/32".parse().unwrap(), RouteAttrs::default())].into();
+//! let routes = [("198.51.100.7/32".parse().unwrap(), RouteAttrs::default())].into_iter().collect();
 //! desired.bgp.insert("tor".into(), BgpSession { peer, routes });
 //! bgp.reconcile(&desired).await?; // connects, and sends the route once Established
 //! bgp.shutdown().await?; // withdraws it: Cease / Administrative Shutdown
