@@ -32,7 +32,7 @@ use lbcore::service;
 use crate::check;
 use crate::group;
 use crate::host::HostVips;
-use crate::state::State;
+use crate::state::{self, State};
 use crate::{Error, Result};
 
 /// Arguments of `lb run`.
@@ -192,10 +192,9 @@ struct Standalone {
     nodes: BTreeMap<String, (Labels, Option<IpAddr>)>,
     peers: Vec<SocketAddr>,
     group: Option<group::Runtime>,
-    /// The services with addresses (kept only in a group: owners are worked out again as
-    /// members come and go), and the names of the pools they index.
-    assigned: Vec<Held>,
-    pool_names: Vec<Arc<str>>,
+    /// The assigned services (kept only in a group: owners are worked out again as members
+    /// come and go).
+    assigned: Vec<Assigned>,
     /// Addresses covered by a route announced over BGP, in order (kept only when the host
     /// takes the announced addresses: they are put on `lb-vips`).
     bgp_vips: Vec<IpAddr>,
@@ -240,33 +239,45 @@ impl Standalone {
             tracing::warn!("{w}");
         }
         // The state file is the record of the assignments (as Service status is in
-        // Kubernetes), read at each reload rather than kept in memory: 100k entries cost
-        // about 12 MB. Only when it could not be written does a copy stay here.
-        let state = match self.unsaved.take() {
-            Some(kept) => kept,
+        // Kubernetes), read at each reload rather than kept in memory, and entry by entry
+        // into the services rather than into a map (100k entries as a map cost about 13 MB).
+        // Only when it could not be written does a copy stay here.
+        let order = key_order(&services);
+        let mut apply = |key: &str, ips: &[IpAddr]| {
+            let found = order.binary_search_by(|&i| key_text(&services[i as usize].key).cmp(key.bytes()));
+            if let Ok(at) = found {
+                services[order[at] as usize].status_ips = ips.into();
+            }
+        };
+        match self.unsaved.take() {
+            Some(kept) => {
+                for (key, ips) in &kept.services {
+                    apply(key, ips);
+                }
+            }
             // At start, a missing or broken file is an empty state (as for a first start).
-            None if self.running.is_none() => State::load(&self.args.state_file),
+            None if self.running.is_none() => {
+                if let Err(e) = state::read_entries(&self.args.state_file, &mut apply) {
+                    tracing::warn!(path = %self.args.state_file.display(), error = %e, "the state file cannot be read; starting without it");
+                }
+            }
             // Later, this process wrote the file after the last reload: if it is gone or
             // cannot be read now, allocating without it could move every address and then
             // overwrite the record. The running configuration stays until it reads again.
-            None => match State::read(&self.args.state_file) {
-                Ok(s) if s.services.is_empty() && self.wrote_state => {
+            // (A file that does not parse applies nothing: it is checked whole first.)
+            None => match state::read_entries(&self.args.state_file, &mut apply) {
+                Ok(0) if self.wrote_state => {
                     tracing::error!(path = %self.args.state_file.display(), "the state file lb wrote is empty or gone; the running configuration stays (restore the file and send SIGHUP, or restart lb to allocate afresh)");
                     return Ok(());
                 }
-                Ok(s) => s,
+                Ok(_) => {}
                 Err(e) => {
                     tracing::error!(path = %self.args.state_file.display(), error = %e, "cannot read the state file; the running configuration stays (fix or restore the file and send SIGHUP, or restart lb to allocate afresh)");
                     return Ok(());
                 }
             },
-        };
-        for s in &mut services {
-            if let Some(ips) = state.services.get(&s.key.to_string()) {
-                s.status_ips = ips.as_slice().into();
-            }
         }
-        drop(state);
+        drop(order);
         let (alloc, outcomes) = batch::assign_all(&validated.config.pools, &services, self.args.lb_class.as_deref());
         self.save_state(&services, &alloc);
         check::print_notes(&services, &outcomes);
@@ -312,8 +323,8 @@ impl Standalone {
             // In a group, which addresses this host answers for changes with the group: the
             // services are kept to work it out again.
             self.join_group().await?;
-            self.assigned = held;
-            self.pool_names = names;
+            // (In place: a Held and an Assigned are the same size.)
+            self.assigned = held.into_iter().map(|h| h.assigned(&names)).collect();
             self.running = Some(validated.config);
             self.apply_l2().await?;
         } else {
@@ -333,14 +344,8 @@ impl Standalone {
     /// them for the next reload.
     fn save_state(&mut self, services: &[service::Service], alloc: &Allocator) {
         let ips = |i: u32| alloc.assigned(&services[i as usize].key).unwrap_or_default();
-        // Indices as u32 (400 kB for 100k services, not 800): no process holds 4 billion.
-        let mut order: Vec<u32> = (0..services.len() as u32).filter(|&i| !ips(i).is_empty()).collect();
-        // The order of the keys as text ("namespace/name"), as a map of them has it.
-        let text = |i: u32| {
-            let k = &services[i as usize].key;
-            k.namespace.bytes().chain(std::iter::once(b'/')).chain(k.name.bytes())
-        };
-        order.sort_by(|&a, &b| text(a).cmp(text(b)));
+        let mut order = key_order(services);
+        order.retain(|&i| !ips(i).is_empty());
         let entries = order.iter().map(|&i| (services[i as usize].key.to_string(), ips(i)));
         let result = crate::state::save_entries(&self.args.state_file, entries);
         self.wrote_state = result.is_ok() && !order.is_empty();
@@ -389,7 +394,7 @@ impl Standalone {
             } else {
                 Node::new(name.clone(), self.nodes.get(name).map(|n| n.0.clone()).unwrap_or_default())
             };
-            let l2 = plan::l2(config, &node, self.assigned.iter().map(|h| h.assigned(&self.pool_names)));
+            let l2 = plan::l2(config, &node, &self.assigned);
             for ip in l2.keys() {
                 eligible.entry(*ip).or_default().push(name.as_str());
             }
@@ -451,6 +456,19 @@ impl Standalone {
         tracing::info!("withdrawn everything; exiting");
         Ok(())
     }
+}
+
+/// The indices of `services` in the order of their keys as text ("namespace/name"), as the
+/// state file has them. As u32 (400 kB for 100k services, not 800): no process holds 4 billion.
+fn key_order(services: &[service::Service]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..services.len() as u32).collect();
+    order.sort_by(|&a, &b| key_text(&services[a as usize].key).cmp(key_text(&services[b as usize].key)));
+    order
+}
+
+/// A key as the text the state file has ("namespace/name"), octet by octet.
+fn key_text(k: &service::ServiceKey) -> impl Iterator<Item = u8> + '_ {
+    k.namespace.bytes().chain(std::iter::once(b'/')).chain(k.name.bytes())
 }
 
 /// A service as planning needs it once the allocator is gone: its request (for its labels)
@@ -553,7 +571,6 @@ pub async fn run(args: Args) -> Result<()> {
         peers,
         group: None,
         assigned: Vec::new(),
-        pool_names: Vec::new(),
         bgp_vips: Vec::new(),
         l2_now: BTreeSet::new(),
         metrics: None,

@@ -10,33 +10,109 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Assignments by `namespace/name`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     /// Addresses of each service.
     pub services: BTreeMap<String, Vec<IpAddr>>,
 }
 
 impl State {
-    /// Reads the state file: a missing file is an empty state; one that cannot be read or
-    /// parsed is an error saying why (the caller decides whether to go on without it).
+    /// Reads the state file into a map: a missing file is an empty state; one that cannot be
+    /// read or parsed is an error saying why.
     pub fn read(path: &Path) -> Result<State, String> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("unreadable JSON: {e}")),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-            Err(e) => Err(e.to_string()),
-        }
+        let mut services = BTreeMap::new();
+        read_entries(path, |key, ips| {
+            services.insert(key.to_string(), ips.to_vec());
+        })?;
+        Ok(State { services })
+    }
+}
+
+/// Reads the state file entry by entry into `apply`, without building a map of it (100k
+/// entries as a map cost about 13 MB; the file's text costs 49 octets an entry). The text is
+/// parsed once to check it before any entry is applied, so a file that does not parse applies
+/// nothing. Returns the number of entries; a missing file has none.
+pub fn read_entries(path: &Path, mut apply: impl FnMut(&str, &[IpAddr])) -> Result<usize, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e.to_string()),
+    };
+    let count = parse(&bytes, &mut |_, _| {})?;
+    parse(&bytes, &mut apply)?;
+    Ok(count)
+}
+
+/// Parses the whole file, giving each entry to `apply`.
+fn parse(bytes: &[u8], apply: &mut dyn FnMut(&str, &[IpAddr])) -> Result<usize, String> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let count = FileSeed(apply).deserialize(&mut de).and_then(|n| de.end().map(|()| n));
+    count.map_err(|e| format!("unreadable JSON: {e}"))
+}
+
+/// The file: an object whose `services` member is the map of entries (other members are
+/// passed over).
+struct FileSeed<'a>(&'a mut dyn FnMut(&str, &[IpAddr]));
+
+impl<'de> serde::de::DeserializeSeed<'de> for FileSeed<'_> {
+    type Value = usize;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FileSeed<'_> {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object with a `services` member")
     }
 
-    /// Reads the state file; a missing file is an empty state, a corrupt one is reported and
-    /// treated as empty (the configuration is still served).
-    pub fn load(path: &Path) -> State {
-        State::read(path).unwrap_or_else(|e| {
-            tracing::warn!(path = %path.display(), error = %e, "the state file cannot be read; starting without it");
-            State::default()
-        })
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
+        let mut count = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "services" && count.is_none() {
+                count = Some(map.next_value_seed(EntriesSeed(&mut *self.0))?);
+            } else if key == "services" {
+                return Err(serde::de::Error::duplicate_field("services"));
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        count.ok_or_else(|| serde::de::Error::missing_field("services"))
+    }
+}
+
+/// The map of `"namespace/name": [addresses]`, each entry given to the function as it comes.
+struct EntriesSeed<'a>(&'a mut dyn FnMut(&str, &[IpAddr]));
+
+impl<'de> serde::de::DeserializeSeed<'de> for EntriesSeed<'_> {
+    type Value = usize;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EntriesSeed<'_> {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a map of service names to lists of addresses")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
+        let mut count = 0;
+        while let Some((key, ips)) = map.next_entry::<String, Vec<IpAddr>>()? {
+            (self.0)(&key, &ips);
+            count += 1;
+        }
+        Ok(count)
     }
 }
 
@@ -94,15 +170,43 @@ mod tests {
         s.services.insert("ns/a".into(), vec!["192.0.2.1".parse().unwrap()]);
         s.services.insert("ns/b".into(), vec!["192.0.2.2".parse().unwrap(), "2001:db8::2".parse().unwrap()]);
         save_entries(&path, s.services.iter().map(|(k, v)| (k, v.as_slice()))).unwrap();
-        assert_eq!(State::load(&path), s);
+        assert_eq!(State::read(&path), Ok(s.clone()));
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.find("ns/a").unwrap() < text.find("ns/b").unwrap(), "keys in order: {text}");
         save_entries(&path, std::iter::empty::<(&str, &[IpAddr])>()).unwrap();
-        assert_eq!(State::load(&path), State::default());
+        assert_eq!(State::read(&path), Ok(State::default()));
         assert!(!path.with_extension("tmp").exists(), "the temporary file is renamed over the state");
-        std::fs::write(&path, b"{not json").unwrap();
-        assert_eq!(State::load(&path), State::default());
-        assert_eq!(State::load(&dir.join("missing.json")), State::default());
+        assert_eq!(State::read(&dir.join("missing.json")), Ok(State::default()));
+        // Other members are passed over; escaped keys are read as their text.
+        std::fs::write(&path, br#"{"version": [1, {"x": null}], "services": {"ns\/c": ["192.0.2.3"]}}"#).unwrap();
+        let got = State::read(&path).unwrap();
+        assert_eq!(got.services.keys().collect::<Vec<_>>(), ["ns/c"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_that_does_not_parse_applies_nothing() {
+        let dir = std::env::temp_dir().join(format!("lb-state-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        for bad in [
+            &br#"{not json"#[..],
+            br#"{"services": {"ns/a": ["192.0.2.1"], "ns/b": ["not an address"]}}"#,
+            br#"{"services": {"ns/a": ["192.0.2.1"]}} trailing"#,
+            br#"{"services": {"ns/a": ["192.0.2.1"]}, "services": {}}"#,
+            br#"{"other": {}}"#,
+            br#"[]"#,
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let mut applied = Vec::new();
+            let got = read_entries(&path, |k, ips| applied.push((k.to_string(), ips.to_vec())));
+            assert!(got.is_err(), "{}: {got:?}", String::from_utf8_lossy(bad));
+            assert!(applied.is_empty(), "{}: applied {applied:?}", String::from_utf8_lossy(bad));
+        }
+        std::fs::write(&path, br#"{"services": {"ns/a": ["192.0.2.1"], "ns/b": []}}"#).unwrap();
+        let mut applied = Vec::new();
+        assert_eq!(read_entries(&path, |k, ips| applied.push((k.to_string(), ips.len()))), Ok(2));
+        assert_eq!(applied, [("ns/a".to_string(), 1), ("ns/b".to_string(), 0)], "each entry once, in file order");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -66,8 +66,8 @@ pub struct RouteAttrs {
 
 impl RouteAttrs {
     /// Adds `other`'s attributes, as for a route that two advertisements cover: the
-    /// communities of both, the higher LOCAL_PREF, and of two next hops the lower (so that
-    /// the order of merging does not matter).
+    /// communities of both, the higher LOCAL_PREF, and of two next hops the lower: merging
+    /// is commutative and associative, so the order of merging does not matter.
     pub fn merge(&mut self, other: &RouteAttrs) {
         self.communities.extend(other.communities.iter().copied());
         self.local_pref = self.local_pref.max(other.local_pref);

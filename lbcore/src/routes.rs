@@ -178,7 +178,9 @@ impl From<BTreeMap<IpNet, RouteAttrs>> for Routes {
 }
 
 /// Builds [`Routes`] from routes in any order. Attribute sets are shared as they come in, so
-/// the builder holds one copy of each distinct set and 24 octets a route.
+/// the builder holds each distinct set (twice: as a set and as its lookup key) and 24 octets a
+/// route. A route equal to the one pushed just before is not held again (services in one
+/// aggregate come one after the other, each giving the same route).
 #[derive(Debug, Default)]
 pub struct RoutesBuilder {
     index: HashMap<RouteAttrs, u32>,
@@ -192,10 +194,13 @@ impl RoutesBuilder {
         Self::default()
     }
 
-    /// Adds a route. A prefix added twice ends up once, with the two sets merged.
+    /// Adds a route (its prefix with the host bits cleared: `192.0.2.7/24` is
+    /// `192.0.2.0/24`). A prefix added twice ends up once, with the two sets merged.
     pub fn push(&mut self, prefix: IpNet, attrs: &RouteAttrs) {
-        let i = self.intern(attrs);
-        self.routes.push((prefix, i));
+        let route = (prefix.trunc(), self.intern(attrs));
+        if self.routes.last() != Some(&route) {
+            self.routes.push(route);
+        }
     }
 
     fn intern(&mut self, attrs: &RouteAttrs) -> u32 {
@@ -214,8 +219,8 @@ impl RoutesBuilder {
     pub fn build(mut self) -> Routes {
         let mut routes = std::mem::take(&mut self.routes);
         routes.sort_unstable();
-        // Merge each run of one prefix in place (runs are sorted by attribute index, so the
-        // merge is the same whatever order the routes came in).
+        // Merge each run of one prefix in place. The result does not depend on the order the
+        // routes came in (which numbers the sets): merging is commutative and associative.
         let (mut w, mut k) = (0, 0);
         while k < routes.len() {
             let (p, first) = routes[k];
@@ -310,6 +315,18 @@ mod tests {
             assert_eq!(routes.get(&p("10.0.0.1/32")), Some(&want));
             assert_eq!(routes.attrs().len(), 2, "the sets only the merge used are gone: {routes:?}");
         }
+    }
+
+    #[test]
+    fn prefixes_are_stored_without_host_bits_and_repeats_are_held_once() {
+        let mut b = RoutesBuilder::new();
+        for _ in 0..1000 {
+            b.push(p("192.0.2.7/24"), &RouteAttrs::default());
+        }
+        assert_eq!(b.routes.len(), 1, "a route repeated back to back is held once");
+        let routes = b.build();
+        assert_eq!(routes.prefixes().collect::<Vec<_>>(), [p("192.0.2.0/24")]);
+        assert!(routes.covers("192.0.2.200".parse().unwrap()));
     }
 
     #[test]
