@@ -39,7 +39,6 @@ pub mod codec;
 mod rib;
 mod session;
 mod sockopt;
-mod table;
 #[doc(hidden)]
 pub mod wire;
 

@@ -15,10 +15,10 @@ use ipnet::IpNet;
 use lbcore::announcer::RouteAttrs;
 use lbcore::config::Community;
 
-use crate::table::RouteTable;
 use crate::wire::iana::{AFI_IPV6, SAFI_UNICAST};
 use crate::wire::update::{prefix_len, AsSegment, MpReach, MpUnreach, AS_SEQUENCE};
 use crate::wire::{Attrs, Update};
+use lbcore::announcer::Routes;
 
 /// LOCAL_PREF sent on iBGP when an advertisement sets none (RFC 4271 §5.1.5 requires one).
 pub const DEFAULT_LOCAL_PREF: u32 = 100;
@@ -49,7 +49,7 @@ pub struct PeerCtx {
 pub struct AdjRibOut {
     /// Exactly the routes of the last desired table this session can carry: the desired
     /// table itself (shared) when it carries them all.
-    sent: RouteTable,
+    sent: Routes,
 }
 
 fn is_v4(p: &IpNet) -> bool {
@@ -58,17 +58,17 @@ fn is_v4(p: &IpNet) -> bool {
 
 impl AdjRibOut {
     /// What the peer holds from us.
-    pub fn sent(&self) -> &RouteTable {
+    pub fn sent(&self) -> &Routes {
         &self.sent
     }
 
     /// Forgets everything (the session went down: the peer dropped our routes).
     pub fn clear(&mut self) {
-        self.sent = RouteTable::default();
+        self.sent = Routes::default();
     }
 
     /// The UPDATEs that take the peer from what was sent to `desired`.
-    pub fn diff(&mut self, desired: &RouteTable, cx: &PeerCtx) -> Vec<Update> {
+    pub fn diff(&mut self, desired: &Routes, cx: &PeerCtx) -> Vec<Update> {
         if self.sent.ptr_eq(desired) {
             return Vec::new();
         }
@@ -138,7 +138,7 @@ impl AdjRibOut {
     }
 
     /// Everything in `desired`, as for a new session or a ROUTE-REFRESH.
-    pub fn full(&mut self, desired: &RouteTable, cx: &PeerCtx) -> Vec<Update> {
+    pub fn full(&mut self, desired: &Routes, cx: &PeerCtx) -> Vec<Update> {
         self.clear();
         self.diff(desired, cx)
     }
@@ -270,7 +270,7 @@ fn path_attrs(a: &RouteAttrs, v6: bool, cx: &PeerCtx) -> Attrs {
     }
 }
 
-fn announcements(routes: &[(IpNet, u32)], table: &RouteTable, cx: &PeerCtx) -> Vec<Update> {
+fn announcements(routes: &[(IpNet, u32)], table: &Routes, cx: &PeerCtx) -> Vec<Update> {
     // Group by (family, attributes as encoded on this session) in a deterministic order:
     // two sets that differ only where this session does not look (LOCAL_PREF on eBGP, a
     // next hop equal to the local address) go in the same UPDATEs. Each set of the table is
@@ -346,8 +346,8 @@ mod tests {
             .collect()
     }
 
-    fn t(routes: &BTreeMap<IpNet, RouteAttrs>) -> RouteTable {
-        RouteTable::from(routes.clone())
+    fn t(routes: &BTreeMap<IpNet, RouteAttrs>) -> Routes {
+        Routes::from(routes.clone())
     }
 
     fn decode_all(updates: &[Update], c: &PeerCtx) -> Vec<Update> {

@@ -503,16 +503,19 @@ impl Held {
         Some(Held { request, v4, v6 })
     }
 
+    /// Each address with its pool's index.
+    fn pairs(&self) -> impl Iterator<Item = (IpAddr, u32)> + use<> {
+        let v4 = self.v4.map(|(a, p)| (IpAddr::V4(a), p));
+        v4.into_iter().chain(self.v6.map(|(a, p)| (IpAddr::V6(a), p)))
+    }
+
     fn ips(&self) -> impl Iterator<Item = IpAddr> + use<> {
-        let v4 = self.v4.map(|(a, _)| IpAddr::V4(a));
-        v4.into_iter().chain(self.v6.map(|(a, _)| IpAddr::V6(a)))
+        self.pairs().map(|(ip, _)| ip)
     }
 
     /// The planners' view of it, given the pools' names.
     fn assigned(&self, names: &[Arc<str>]) -> Assigned {
-        let v4 = self.v4.map(|(a, p)| (IpAddr::V4(a), p));
-        let ips = v4.into_iter().chain(self.v6.map(|(a, p)| (IpAddr::V6(a), p)));
-        let ips = ips.filter_map(|(ip, p)| Some((ip, names.get(p as usize)?.clone()))).collect();
+        let ips = self.pairs().filter_map(|(ip, p)| Some((ip, names.get(p as usize)?.clone()))).collect();
         Assigned { labels: self.request.labels.clone(), ips }
     }
 }

@@ -28,9 +28,9 @@ use tokio_util::codec::Decoder;
 use super::fsm::{self, Input, Output, Session, State, Timer};
 use crate::codec::{Codec, CodecError};
 use crate::rib::{end_of_rib, AdjRibOut, PeerCtx};
-use crate::table::RouteTable;
 use crate::wire::iana::{AFI_IPV4, AFI_IPV6, SAFI_UNICAST};
 use crate::wire::{Message, Notification, Open, Update};
+use lbcore::announcer::Routes;
 
 /// Everything needed to run one session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,9 +51,6 @@ pub struct PeerSpec {
     /// The session's settings (a router ID of 0 is taken from the local IPv4 address).
     pub fsm: fsm::Config,
 }
-
-/// The routes a session should announce.
-pub type Routes = RouteTable;
 
 /// What the session is doing, for status and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
