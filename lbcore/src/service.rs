@@ -505,8 +505,8 @@ impl Interned {
 }
 
 /// Takes the LoadBalancer services out of `res`, with their namespace labels, in allocation
-/// order, or returns an error per service defined twice (same namespace and name) or without
-/// a name.
+/// order, or returns an error per service defined twice (same namespace and name), without a
+/// name, or with a name or namespace that Kubernetes would refuse.
 pub fn load_balancer_services(res: &mut Resources) -> Result<Vec<Service>, Vec<Diagnostic>> {
     let loaded = std::mem::take(&mut res.services);
     let mut errors = Vec::new();
@@ -516,6 +516,20 @@ pub fn load_balancer_services(res: &mut Resources) -> Result<Vec<Service>, Vec<D
             let key = &l.object.key;
             if key.name.is_empty() {
                 errors.push(Diagnostic { field: "metadata.name".into(), message: "required".into(), ..svc_diag(l) });
+            } else if let Some(message) = label_error(&key.name, true) {
+                errors.push(Diagnostic {
+                    field: "metadata.name".into(),
+                    value: key.name.to_string(),
+                    message,
+                    ..svc_diag(l)
+                });
+            } else if let Some(message) = label_error(&key.namespace, false) {
+                errors.push(Diagnostic {
+                    field: "metadata.namespace".into(),
+                    value: key.namespace.to_string(),
+                    message,
+                    ..svc_diag(l)
+                });
             } else if let Some(first) = seen.get(key) {
                 errors.push(Diagnostic {
                     field: "metadata.name".into(),
@@ -559,6 +573,29 @@ pub fn load_balancer_services(res: &mut Resources) -> Result<Vec<Service>, Vec<D
     out.shrink_to_fit();
     sort_for_allocation(&mut out);
     Ok(out)
+}
+
+/// Why `s` is not a name Kubernetes accepts for a Service (`dns1035`: a DNS-1035 label) or a
+/// namespace (a DNS-1123 label), or `None` if it is one. The API server refuses any other
+/// name, and the state file and the logs write a service as `namespace/name`, which only
+/// stays unambiguous while neither part can hold a `/`.
+fn label_error(s: &str, dns1035: bool) -> Option<String> {
+    let b = s.as_bytes();
+    let ok_inner = b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+    let ok_first = b.first().is_some_and(|c| c.is_ascii_lowercase() || (!dns1035 && c.is_ascii_digit()));
+    let ok_last = b.last().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if b.len() > 63 {
+        return Some(format!("must be no more than 63 characters (has {})", b.len()));
+    }
+    if ok_inner && ok_first && ok_last {
+        return None;
+    }
+    let first = if dns1035 { "an alphabetic character" } else { "an alphanumeric character" };
+    let kind = if dns1035 { "DNS-1035" } else { "DNS-1123" };
+    Some(format!(
+        "a {kind} label must consist of lower case alphanumeric characters or '-', start with {first}, \
+         and end with an alphanumeric character"
+    ))
 }
 
 fn svc_diag(l: &Loaded<Service>) -> Diagnostic {
@@ -659,6 +696,39 @@ mod tests {
             assert!(s.request.is_err(), "{y}");
         }
         assert!(Service::from_raw(&svc("metadata: {name: a}\nspec: {type: ClusterIP}\n"), &Arc::default()).is_none());
+    }
+
+    #[test]
+    fn names_kubernetes_would_refuse_are_errors_that_name_the_field() {
+        let doc = |ns: &str, name: &str| {
+            format!("apiVersion: v1\nkind: Service\nmetadata: {{name: '{name}', namespace: '{ns}'}}\nspec: {{type: LoadBalancer}}\n")
+        };
+        // `a`/`b/c` and `a/b`/`c` would both be `a/b/c` in the state file.
+        for (ns, name, field) in [
+            ("a", "b/c", "metadata.name"),
+            ("a/b", "c", "metadata.namespace"),
+            ("default", "Web", "metadata.name"),
+            ("default", "1web", "metadata.name"),
+            ("default", "web-", "metadata.name"),
+            ("default", "web.x", "metadata.name"),
+            ("-x", "web", "metadata.namespace"),
+        ] {
+            let mut r = Resources::default();
+            r.load_str("t.yaml", &doc(ns, name));
+            let errs = load_balancer_services(&mut r).expect_err(&format!("{ns}/{name}"));
+            assert_eq!(errs.len(), 1, "{ns}/{name}: {errs:?}");
+            assert_eq!(errs[0].field, field, "{ns}/{name}");
+            let value = if field == "metadata.name" { name } else { ns };
+            assert_eq!(errs[0].value, value);
+            assert!(errs[0].message.contains("label"), "{}", errs[0].message);
+        }
+        let long = "a".repeat(64);
+        let mut r = Resources::default();
+        r.load_str("t.yaml", &doc("default", &long));
+        assert!(load_balancer_services(&mut r).unwrap_err()[0].message.contains("63"));
+        let mut r = Resources::default();
+        r.load_str("t.yaml", &(doc("kube-system", "web-1") + "---\n" + &doc("1x", &"a".repeat(63))));
+        assert_eq!(load_balancer_services(&mut r).unwrap().len(), 2, "a namespace may start with a digit");
     }
 
     #[test]
