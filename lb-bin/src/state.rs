@@ -32,24 +32,31 @@ impl State {
 }
 
 /// Reads the state file entry by entry into `apply`, without building a map of it (100k
-/// entries as a map cost about 13 MB; the file's text costs 49 octets an entry). The text is
-/// parsed once to check it before any entry is applied, so a file that does not parse applies
-/// nothing. Returns the number of entries; a missing file has none.
+/// entries as a map cost about 13 MB) or holding its text (49 octets an entry): it is read
+/// through a small buffer, twice, from one open handle. The first pass checks it, so a file
+/// that does not parse applies nothing; `lb` replaces the file by renaming a new one over it,
+/// which leaves the open handle reading the version it opened. Returns the number of entries;
+/// a missing file has none.
 pub fn read_entries(path: &Path, mut apply: impl FnMut(&str, &[IpAddr])) -> Result<usize, String> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+    use std::io::Seek;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e.to_string()),
     };
-    let count = parse(&bytes, &mut |_, _| {})?;
-    parse(&bytes, &mut apply)?;
+    let count = parse(&file, &mut |_, _| {})?;
+    file.rewind().map_err(|e| e.to_string())?;
+    let applied = parse(&file, &mut apply)?;
+    if applied != count {
+        return Err(format!("the file changed while it was read ({count} entries, then {applied})"));
+    }
     Ok(count)
 }
 
 /// Parses the whole file, giving each entry to `apply`.
-fn parse(bytes: &[u8], apply: &mut dyn FnMut(&str, &[IpAddr])) -> Result<usize, String> {
+fn parse(file: &std::fs::File, apply: &mut dyn FnMut(&str, &[IpAddr])) -> Result<usize, String> {
     use serde::de::DeserializeSeed;
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(16 * 1024, file));
     let count = FileSeed(apply).deserialize(&mut de).and_then(|n| de.end().map(|()| n));
     count.map_err(|e| format!("unreadable JSON: {e}"))
 }
