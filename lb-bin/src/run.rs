@@ -243,10 +243,11 @@ impl Standalone {
         // into the services rather than into a map (100k entries as a map cost about 13 MB).
         // Only when it could not be written does a copy stay here.
         let order = key_order(&services);
+        let mut applied = Applied::new(services.len());
         let mut apply = |key: &str, ips: &[IpAddr]| {
             let found = order.binary_search_by(|&i| key_text(&services[i as usize].key).cmp(key.bytes()));
             if let Ok(at) = found {
-                services[order[at] as usize].status_ips = ips.into();
+                applied.set(&mut services, order[at] as usize, ips.into());
             }
         };
         match self.unsaved.take() {
@@ -258,13 +259,17 @@ impl Standalone {
             // At start, a missing or broken file is an empty state (as for a first start).
             None if self.running.is_none() => {
                 if let Err(e) = state::read_entries(&self.args.state_file, &mut apply) {
+                    // A file rewritten in place while it was read can fail after some of
+                    // its entries were applied: none of them stays.
+                    applied.undo(&mut services);
                     tracing::warn!(path = %self.args.state_file.display(), error = %e, "the state file cannot be read; starting without it");
                 }
             }
             // Later, this process wrote the file after the last reload: if it is gone or
             // cannot be read now, allocating without it could move every address and then
-            // overwrite the record. The running configuration stays until it reads again.
-            // (A file that does not parse applies nothing: it is checked whole first.)
+            // overwrite the record. The running configuration stays until it reads again
+            // (and the services read from the file now, with whatever was applied to them,
+            // are dropped).
             None => match state::read_entries(&self.args.state_file, &mut apply) {
                 Ok(0) if self.wrote_state => {
                     tracing::error!(path = %self.args.state_file.display(), "the state file lb wrote is empty or gone; the running configuration stays (restore the file and send SIGHUP, or restart lb to allocate afresh)");
@@ -458,6 +463,44 @@ impl Standalone {
     }
 }
 
+/// Which services the state file has given addresses so far, and the status addresses it
+/// replaced (a file given to `lb run` may carry `status`), so that a read that fails halfway
+/// can be undone. A bit a service, and a record only where a status was replaced.
+struct Applied {
+    touched: Vec<u64>,
+    replaced: Vec<(u32, service::StatusIps)>,
+}
+
+impl Applied {
+    fn new(services: usize) -> Self {
+        Applied { touched: vec![0; services.div_ceil(64)], replaced: Vec::new() }
+    }
+
+    /// Sets service `i`'s status addresses, keeping what it had before the first time.
+    fn set(&mut self, services: &mut [service::Service], i: usize, ips: service::StatusIps) {
+        let old = std::mem::replace(&mut services[i].status_ips, ips);
+        let (word, bit) = (i / 64, 1u64 << (i % 64));
+        if self.touched[word] & bit == 0 {
+            self.touched[word] |= bit;
+            if !old.is_empty() {
+                self.replaced.push((i as u32, old));
+            }
+        }
+    }
+
+    /// Gives every service it set back the status addresses it had before.
+    fn undo(self, services: &mut [service::Service]) {
+        for (word, bits) in self.touched.iter().enumerate() {
+            for b in (0..64).filter(|b| bits & (1 << b) != 0) {
+                services[word * 64 + b].status_ips = service::StatusIps::default();
+            }
+        }
+        for (i, old) in self.replaced {
+            services[i as usize].status_ips = old;
+        }
+    }
+}
+
 /// The indices of `services` in the order of their keys as text ("namespace/name"), as the
 /// state file has them. As u32 (400 kB for 100k services, not 800): no process holds 4 billion.
 fn key_order(services: &[service::Service]) -> Vec<u32> {
@@ -639,6 +682,28 @@ async fn step(g: &mut Option<group::Runtime>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_read_that_fails_halfway_is_undone_to_the_statuses_before_it() {
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let mk = |name: &str, status: &[IpAddr]| service::Service {
+            key: service::ServiceKey::new("ns", name),
+            created: service::Created::UNKNOWN,
+            request: Ok(Arc::default()),
+            status_ips: status.into(),
+        };
+        let mut services: Vec<service::Service> = (0..70).map(|i| mk(&format!("s{i}"), &[])).collect();
+        services[3].status_ips = [ip("192.0.2.3")][..].into(); // from the file's own `status`
+        let before: Vec<service::StatusIps> = services.iter().map(|s| s.status_ips.clone()).collect();
+        let mut applied = Applied::new(services.len());
+        for i in [3, 65, 65, 7] {
+            applied.set(&mut services, i, [ip("198.51.100.1"), ip("2001:db8::1")][..].into());
+        }
+        assert_eq!(&*services[65].status_ips, [ip("198.51.100.1"), ip("2001:db8::1")]);
+        applied.undo(&mut services);
+        let after: Vec<service::StatusIps> = services.iter().map(|s| s.status_ips.clone()).collect();
+        assert_eq!(after, before);
+    }
 
     #[test]
     fn peers() {

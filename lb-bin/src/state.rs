@@ -216,4 +216,35 @@ mod tests {
         assert_eq!(applied, [("ns/a".to_string(), 1), ("ns/b".to_string(), 0)], "each entry once, in file order");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn a_file_replaced_by_rename_while_read_is_read_as_opened_and_one_rewritten_in_place_fails() {
+        let dir = std::env::temp_dir().join(format!("lb-state-race-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        // Larger than the read buffer, so that the second pass reads the file again.
+        let many = |n: u32| (0..n).map(|i| (format!("ns/s{i:05}"), [IpAddr::from([192, 0, (i >> 8) as u8, i as u8])]));
+        let write_many = |n| save_entries(&path, many(n).map(|(k, v)| (k, v.to_vec()))).unwrap();
+        write_many(2000);
+        assert!(std::fs::metadata(&path).unwrap().len() > 64 * 1024);
+        let (mut calls, mut seen) = (0, 0);
+        let got = read_entries(&path, |_, _| {
+            if calls == 0 {
+                write_many(10); // as lb writes it: a new file renamed over the old one
+            }
+            calls += 1;
+            seen += 1;
+        });
+        assert_eq!((got, seen), (Ok(2000), 2000), "the open handle keeps the version it opened");
+        write_many(2000);
+        let mut calls = 0;
+        let got = read_entries(&path, |_, _| {
+            if calls == 0 {
+                std::fs::write(&path, b"{\"services\": {}}").unwrap(); // truncated and rewritten in place
+            }
+            calls += 1;
+        });
+        assert!(got.is_err(), "a file changed under the reader is an error, not a silent half: {got:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

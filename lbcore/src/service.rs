@@ -174,7 +174,8 @@ impl Default for Created {
 /// The addresses of a Service's status (or of the standalone state file), in order. One
 /// address, the common case, is held inline; more go to the heap. With 100k services a
 /// boxed slice each cost 32 octets of heap beside the 16 of the pointer, 3.2 MB in all.
-#[derive(Clone, PartialEq, Eq)]
+/// Equal when the addresses are, whichever variant holds them.
+#[derive(Clone, Eq)]
 pub enum StatusIps {
     /// Exactly one address.
     One(IpAddr),
@@ -196,6 +197,12 @@ impl std::ops::Deref for StatusIps {
             StatusIps::One(ip) => std::slice::from_ref(ip),
             StatusIps::Many(ips) => ips,
         }
+    }
+}
+
+impl PartialEq for StatusIps {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
     }
 }
 
@@ -597,20 +604,7 @@ pub fn load_balancer_services(res: &mut Resources) -> Result<Vec<Service>, Vec<D
             let key = &l.object.key;
             if key.name.is_empty() {
                 errors.push(Diagnostic { field: "metadata.name".into(), message: "required".into(), ..svc_diag(l) });
-            } else if let Some(message) = label_error(&key.name, true) {
-                errors.push(Diagnostic {
-                    field: "metadata.name".into(),
-                    value: key.name.to_string(),
-                    message,
-                    ..svc_diag(l)
-                });
-            } else if let Some(message) = label_error(&key.namespace, false) {
-                errors.push(Diagnostic {
-                    field: "metadata.namespace".into(),
-                    value: key.namespace.to_string(),
-                    message,
-                    ..svc_diag(l)
-                });
+            } else if bad_label(l, &mut errors) {
             } else if let Some(first) = seen.get(key) {
                 errors.push(Diagnostic {
                     field: "metadata.name".into(),
@@ -656,27 +650,39 @@ pub fn load_balancer_services(res: &mut Resources) -> Result<Vec<Service>, Vec<D
     Ok(out)
 }
 
-/// Why `s` is not a name Kubernetes accepts for a Service (`dns1035`: a DNS-1035 label) or a
-/// namespace (a DNS-1123 label), or `None` if it is one. The API server refuses any other
-/// name, and the state file and the logs write a service as `namespace/name`, which only
-/// stays unambiguous while neither part can hold a `/`.
-fn label_error(s: &str, dns1035: bool) -> Option<String> {
+/// Reports the Service's name or namespace if it is not a DNS-1123 label, as Kubernetes
+/// requires of both; returns whether it did. (The API server checks a Service's name against
+/// the stricter DNS-1035 rule, no leading digit, unless its `RelaxedServiceNameValidation`
+/// gate is on; lb takes either, so that no Service the API server stored is refused.) The
+/// state file and the logs write a service as `namespace/name`, which only stays
+/// unambiguous while neither part can hold a `/`.
+fn bad_label(l: &Loaded<Service>, errors: &mut Vec<Diagnostic>) -> bool {
+    let key = &l.object.key;
+    let before = errors.len();
+    for (field, value) in [("metadata.name", &key.name), ("metadata.namespace", &key.namespace)] {
+        if let Some(message) = label_error(value) {
+            errors.push(Diagnostic { field: field.into(), value: value.to_string(), message, ..svc_diag(l) });
+        }
+    }
+    errors.len() > before
+}
+
+/// Why `s` is not a DNS-1123 label, or `None` if it is one.
+fn label_error(s: &str) -> Option<String> {
     let b = s.as_bytes();
-    let ok_inner = b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
-    let ok_first = b.first().is_some_and(|c| c.is_ascii_lowercase() || (!dns1035 && c.is_ascii_digit()));
-    let ok_last = b.last().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if b.len() > 63 {
         return Some(format!("must be no more than 63 characters (has {})", b.len()));
     }
-    if ok_inner && ok_first && ok_last {
+    let inner = b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+    let ends = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if inner && ends(b.first()) && ends(b.last()) {
         return None;
     }
-    let first = if dns1035 { "an alphabetic character" } else { "an alphanumeric character" };
-    let kind = if dns1035 { "DNS-1035" } else { "DNS-1123" };
-    Some(format!(
-        "a {kind} label must consist of lower case alphanumeric characters or '-', start with {first}, \
+    Some(
+        "a DNS-1123 label must consist of lower case alphanumeric characters or '-', and must start \
          and end with an alphanumeric character"
-    ))
+            .into(),
+    )
 }
 
 fn svc_diag(l: &Loaded<Service>) -> Diagnostic {
@@ -736,6 +742,7 @@ mod tests {
             assert_eq!(&*from_slice, &ips[..n]);
             assert_eq!(from_slice, collected);
             assert_eq!(matches!(from_slice, StatusIps::One(_)), n == 1, "one address is held inline");
+            assert_eq!(StatusIps::Many(ips[..n].into()), from_slice, "equal whichever variant holds them");
         }
         let s = svc("metadata: {name: a}\nspec: {type: LoadBalancer}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.1}, {ip: ' 2001:db8::1 '}, {hostname: x}]}}\n");
         assert_eq!(&*Service::from_raw(&s, &Arc::default()).unwrap().status_ips, &ips[..2]);
@@ -804,32 +811,40 @@ mod tests {
         let doc = |ns: &str, name: &str| {
             format!("apiVersion: v1\nkind: Service\nmetadata: {{name: '{name}', namespace: '{ns}'}}\nspec: {{type: LoadBalancer}}\n")
         };
+        let long = "a".repeat(64);
         // `a`/`b/c` and `a/b`/`c` would both be `a/b/c` in the state file.
-        for (ns, name, field) in [
-            ("a", "b/c", "metadata.name"),
-            ("a/b", "c", "metadata.namespace"),
-            ("default", "Web", "metadata.name"),
-            ("default", "1web", "metadata.name"),
-            ("default", "web-", "metadata.name"),
-            ("default", "web.x", "metadata.name"),
-            ("-x", "web", "metadata.namespace"),
+        for (ns, name, fields) in [
+            ("a", "b/c", &["metadata.name"][..]),
+            ("a/b", "c", &["metadata.namespace"]),
+            ("default", "Web", &["metadata.name"]),
+            ("default", "web-", &["metadata.name"]),
+            ("default", "-web", &["metadata.name"]),
+            ("default", "web.x", &["metadata.name"]),
+            ("default", "wéb", &["metadata.name"]),
+            ("default", &long, &["metadata.name"]),
+            ("-x", "web", &["metadata.namespace"]),
+            ("x-", "web", &["metadata.namespace"]),
+            ("Blue", "web", &["metadata.namespace"]),
+            (&long, "web", &["metadata.namespace"]),
+            ("Blue", "Web", &["metadata.name", "metadata.namespace"]),
         ] {
             let mut r = Resources::default();
             r.load_str("t.yaml", &doc(ns, name));
             let errs = load_balancer_services(&mut r).expect_err(&format!("{ns}/{name}"));
-            assert_eq!(errs.len(), 1, "{ns}/{name}: {errs:?}");
-            assert_eq!(errs[0].field, field, "{ns}/{name}");
-            let value = if field == "metadata.name" { name } else { ns };
-            assert_eq!(errs[0].value, value);
-            assert!(errs[0].message.contains("label"), "{}", errs[0].message);
+            let got: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+            assert_eq!(got, fields, "{ns}/{name}: every bad part is reported");
+            for e in &errs {
+                assert_eq!(e.value, if e.field == "metadata.name" { name } else { ns });
+                let why = if e.value.len() > 63 { "no more than 63 characters" } else { "DNS-1123 label" };
+                assert!(e.message.contains(why), "{}", e.message);
+            }
         }
-        let long = "a".repeat(64);
+        // What the API server stores is accepted: DNS-1035 names, and DNS-1123 ones (a leading
+        // digit) under its RelaxedServiceNameValidation gate.
         let mut r = Resources::default();
-        r.load_str("t.yaml", &doc("default", &long));
-        assert!(load_balancer_services(&mut r).unwrap_err()[0].message.contains("63"));
-        let mut r = Resources::default();
-        r.load_str("t.yaml", &(doc("kube-system", "web-1") + "---\n" + &doc("1x", &"a".repeat(63))));
-        assert_eq!(load_balancer_services(&mut r).unwrap().len(), 2, "a namespace may start with a digit");
+        let text = [doc("kube-system", "web-1"), doc("1x", &"a".repeat(63)), doc("default", "1web")].join("---\n");
+        r.load_str("t.yaml", &text);
+        assert_eq!(load_balancer_services(&mut r).unwrap().len(), 3);
     }
 
     #[test]
