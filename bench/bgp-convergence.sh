@@ -7,9 +7,10 @@
 #   sudo bench/bgp-convergence.sh --smoke   # N = 1000, debug build (CI runs this)
 #
 # Topology: namespaces "sender" (10.8.0.1) and "receiver" (10.8.0.2, BIRD, passive) on one
-# veth pair. Three senders, one after the other: `lb run` with N LoadBalancer services (one
+# veth pair. Senders, one after the other: `lb run` with N LoadBalancer services (one
 # `kind: List` document) from a pool, announcing each address as a /32 (so its time and
-# memory include reading, validating and allocating N Service objects); lb's BGP speaker
+# memory include reading, validating and allocating N Service objects), then `lb run` again
+# with the state file the first wrote (a restart: every address restored); lb's BGP speaker
 # embedded alone (examples/bgp_sender.rs, N routes, no YAML); and the BIRD sender exports N `route .../32 blackhole`
 # statics (with `connect delay time 0`, so its 5 s default wait is not measured). The clock
 # starts when the sender process is launched, so both pay for reading their configuration.
@@ -168,11 +169,15 @@ PY
   measure "$n" ip netns exec "$SND" "$LB" run -c "$work/lb.yaml" --node bench \
       --state-file "$work/state.json" --no-host-addresses
   read -r lb_s lb_rss lb_up lb_w <"$work/result"
+  # Again, with the state file that run wrote: a restart restores every address from it.
+  measure "$n" ip netns exec "$SND" "$LB" run -c "$work/lb.yaml" --node bench \
+      --state-file "$work/state.json" --no-host-addresses
+  read -r re_s re_rss re_up re_w <"$work/result"
   measure "$n" ip netns exec "$SND" "$SPEAKER" 10.8.0.2 64512 64500 "$n"
   read -r sp_s sp_rss sp_up sp_w <"$work/result"
   measure "$n" ip netns exec "$SND" bird -f -c "$work/sender.conf" -s "$work/sender.ctl" -P "$work/sender.pid"
   read -r bird_s bird_rss bird_up bird_w <"$work/result"
-  for who in "lb run:lb" "lb speaker:sp" "BIRD:bird"; do
+  for who in "lb run:lb" "lb restart:re" "lb speaker:sp" "BIRD:bird"; do
     name=${who%%:*}; v=${who##*:}
     eval "t=\$${v}_s w=\$${v}_w u=\$${v}_up r=\$${v}_rss"
     printf 'N=%-6d %-11s %7.3f s from start, %7.3f s from OPEN to last UPDATE, %5d UPDATEs, peak RSS %6.1f MiB\n' \
