@@ -605,6 +605,7 @@ pub fn load_balancer_services(res: &mut Resources) -> Result<Vec<Service>, Vec<D
             if key.name.is_empty() {
                 errors.push(Diagnostic { field: "metadata.name".into(), message: "required".into(), ..svc_diag(l) });
             } else if bad_label(l, &mut errors) {
+                // Reported; not a key the state file could hold, so not compared.
             } else if let Some(first) = seen.get(key) {
                 errors.push(Diagnostic {
                     field: "metadata.name".into(),
